@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     if argv[0] not in COMMANDS:
-        ns = parser.parse_args(argv)  # prints help / errors for unknown commands
+        parser.parse_args(argv)  # prints help / errors for unknown commands
         return 2
     name, rest = argv[0], argv[1:]
     module_name, _ = COMMANDS[name]

@@ -41,7 +41,7 @@ POLICIES: dict[str, Policy] = {
     "fcfs": Policy("fcfs", _fcfs_key, False, "first come, first served"),
     "ltr": Policy("ltr", _ltr_key, True, "highest predictor score (shortest predicted output) first"),
     "oracle": Policy(
-        "oracle", _oracle_key, False, "shortest true output first (expected_output_tokens hint; benchmarks only)"
+        "oracle", _oracle_key, False, "shortest true output first (expected_output_tokens; benchmarks only)"
     ),
 }
 

@@ -1,0 +1,1 @@
+"""The sidecar's serving side: core scheduler loop, gRPC and HTTP surfaces, metrics, traces."""
