@@ -90,11 +90,24 @@ class RankQueue:
         self._index[item.request_id] = item
 
     def rank_of(self, request_id: str, now: float) -> int:
-        """Position the request would be served at (0 = next). O(n); for explainability only."""
-        for position, item in enumerate(self.ordered(now)):
-            if item.request_id == request_id:
-                return position
-        raise KeyError(request_id)
+        """Position the request would be served at (0 = next), as in `ordered`. O(n), no sorting."""
+        target = self._index[request_id]
+        target_due = target.promoted or self._overdue(target, now)
+        position = 0
+        for item in self._index.values():
+            if item is target:
+                continue
+            if item.priority != target.priority:
+                position += item.priority > target.priority
+                continue
+            due = item.promoted or self._overdue(item, now)
+            if due != target_due:
+                position += due
+            elif due:
+                position += (item.arrival, item.seq) < (target.arrival, target.seq)
+            else:
+                position += (item.key, item.seq) < (target.key, target.seq)
+        return position
 
     def remove(self, request_id: str) -> QueueItem | None:
         """Remove a queued request (cancellation/deadline). Returns it, or None if not queued."""
@@ -132,11 +145,16 @@ class RankQueue:
         """Queued requests in service order (does not modify the queue)."""
         for priority in sorted(self._bands, reverse=True):
             band = self._bands[priority]
-            live = [i for i in band.by_arrival if not i.removed]
+            # an item sits in exactly one of the two FIFOs (promotion moves it to `promoted`)
+            live = [i for fifo in (band.promoted, band.by_arrival) for i in fifo if not i.removed]
             due = [i for i in live if i.promoted or self._overdue(i, now)]
             due_ids = {id(i) for i in due}
             yield from sorted(due, key=lambda i: (i.arrival, i.seq))
             yield from sorted((i for i in live if id(i) not in due_ids), key=lambda i: (i.key, i.seq))
+
+    def is_due(self, item: QueueItem, now: float) -> bool:
+        """Promoted already, or waited past the starvation threshold (served FIFO ahead of the rest)."""
+        return item.promoted or self._overdue(item, now)
 
     # -- internals -------------------------------------------------------------------------------
     def _overdue(self, item: QueueItem, now: float) -> bool:

@@ -1,0 +1,1 @@
+"""Engine side of the sidecar: the OpenAI-compatible streaming client and a tiny CPU test engine."""

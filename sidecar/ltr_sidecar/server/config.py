@@ -1,0 +1,190 @@
+"""Sidecar configuration: the `sidecar.yaml` file the operator mounts, plus command-line overrides.
+
+Keys are snake_case and match `SidecarConfig` fields exactly; an unknown key is an error (a typo must
+not silently fall back to a default). Durations accept "500ms", "5s", "2m", "1h" or a number of
+seconds. `load_config(path, overrides)` reads YAML or JSON (JSON is YAML), applies the overrides
+(e.g. from CLI flags; None values are ignored) and validates everything.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ENGINE_APIS = ("completions", "chat")
+POLICY_NAMES = ("ltr", "fcfs", "oracle")
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+class ConfigError(ValueError):
+    """Invalid sidecar configuration (message names the key and what is expected)."""
+
+
+def parse_duration(value: Any, key: str = "duration") -> float:
+    """Seconds from "500ms"/"5s"/"2m"/"1h" or a non-negative number (pure)."""
+    if isinstance(value, bool):
+        raise ConfigError(f"{key}: expected a duration like '5s', got {value!r}")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str) and (m := _DURATION.match(value)):
+        seconds = float(m.group(1)) * _UNITS[m.group(2)]
+    else:
+        raise ConfigError(f"{key}: expected a duration like '500ms', '5s', '2m' or seconds, got {value!r}")
+    if seconds < 0 or seconds != seconds or seconds == float("inf"):
+        raise ConfigError(f"{key}: duration must be finite and >= 0, got {value!r}")
+    return seconds
+
+
+@dataclass
+class SidecarConfig:
+    """Everything the sidecar can be configured with (see docs/sidecar.md for each key)."""
+
+    engine_url: str = "http://127.0.0.1:8000"
+    engine_api: str = "completions"
+    model: str = ""
+    predictor_dir: str = ""
+    predictor_store: str = ""
+    predictor_version: str = ""
+    policy: str = "ltr"
+    starvation_threshold: float = 5.0  # seconds; 0 disables promotion
+    max_queue: int = 1024
+    max_concurrency: int | str = "auto"
+    max_tokens_limit: int = 8192
+    priority_bands: list[int] = field(default_factory=lambda: [0])
+    scoring_window_ms: float = 2.0
+    grpc_port: int = 50051
+    http_port: int = 8080
+    host: str = "0.0.0.0"
+    trace_dir: str = ""
+    record_prompts: bool = True
+    send_priority: bool = False
+    drain_grace_s: float = 30.0
+    config_poll_s: float = 2.0
+
+    @property
+    def auto_concurrency(self) -> bool:
+        return self.max_concurrency == "auto"
+
+    def predictor_source(self) -> tuple[str, str, str]:
+        """The keys whose change triggers a predictor hot reload."""
+        return (self.predictor_dir, self.predictor_store, self.predictor_version)
+
+
+FIELD_NAMES = tuple(f.name for f in dataclasses.fields(SidecarConfig))
+
+
+def _int(key: str, value: Any, minimum: int, maximum: int = 65535 * 1000) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ConfigError(f"{key}: expected an integer, got {value!r}")
+    try:
+        number = int(value)
+    except ValueError:
+        raise ConfigError(f"{key}: expected an integer, got {value!r}") from None
+    if not minimum <= number <= maximum:
+        raise ConfigError(f"{key}: must be between {minimum} and {maximum}, got {number}")
+    return number
+
+
+def _bool(key: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+        return value.lower() in ("true", "1", "yes")
+    raise ConfigError(f"{key}: expected true or false, got {value!r}")
+
+
+def _str(key: str, value: Any) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str | int | float) or isinstance(value, bool):
+        raise ConfigError(f"{key}: expected a string, got {value!r}")
+    return str(value)
+
+
+def validate(raw: dict[str, Any]) -> SidecarConfig:
+    """Build a validated SidecarConfig from a mapping of file keys (pure)."""
+    unknown = sorted(set(raw) - set(FIELD_NAMES))
+    if unknown:
+        raise ConfigError(f"unknown config key(s) {unknown}; valid keys: {', '.join(FIELD_NAMES)}")
+    c = SidecarConfig()
+    for key in ("engine_url", "model", "predictor_dir", "predictor_store", "predictor_version", "host",
+                "trace_dir"):
+        if key in raw:
+            setattr(c, key, _str(key, raw[key]))
+    if not re.match(r"^https?://[^/\s]+", c.engine_url):
+        raise ConfigError(f"engine_url: expected http(s)://host:port, got {c.engine_url!r}")
+    c.engine_api = _str("engine_api", raw.get("engine_api", c.engine_api))
+    if c.engine_api not in ENGINE_APIS:
+        raise ConfigError(f"engine_api: expected one of {', '.join(ENGINE_APIS)}, got {c.engine_api!r}")
+    c.policy = _str("policy", raw.get("policy", c.policy))
+    if c.policy not in POLICY_NAMES:
+        raise ConfigError(f"policy: expected one of {', '.join(POLICY_NAMES)}, got {c.policy!r}")
+    if "starvation_threshold" in raw:
+        c.starvation_threshold = parse_duration(raw["starvation_threshold"], "starvation_threshold")
+    c.max_queue = _int("max_queue", raw.get("max_queue", c.max_queue), 1, 10_000_000)
+    mc = raw.get("max_concurrency", c.max_concurrency)
+    c.max_concurrency = "auto" if mc == "auto" else _int("max_concurrency", mc, 1, 100_000)
+    c.max_tokens_limit = _int("max_tokens_limit", raw.get("max_tokens_limit", c.max_tokens_limit), 1,
+                              10_000_000)
+    bands = raw.get("priority_bands", c.priority_bands)
+    if not isinstance(bands, list) or not bands:
+        raise ConfigError(f"priority_bands: expected a non-empty list of integers, got {bands!r}")
+    c.priority_bands = sorted({_int("priority_bands", b, -1_000_000, 1_000_000) for b in bands})
+    if "scoring_window_ms" in raw:
+        value = raw["scoring_window_ms"]  # a bare number is milliseconds; "2ms"/"0.01s" also work
+        has_unit = isinstance(value, str) and value.strip()[-1:].isalpha()
+        seconds_or_ms = parse_duration(value, "scoring_window_ms")
+        c.scoring_window_ms = seconds_or_ms * 1000.0 if has_unit else seconds_or_ms
+        if c.scoring_window_ms > 1000:
+            raise ConfigError("scoring_window_ms: must be <= 1000 (milliseconds)")
+    for key in ("grpc_port", "http_port"):
+        setattr(c, key, _int(key, raw.get(key, getattr(c, key)), 0, 65535))
+    for key in ("record_prompts", "send_priority"):
+        if key in raw:
+            setattr(c, key, _bool(key, raw[key]))
+    for key in ("drain_grace_s", "config_poll_s"):
+        if key in raw:
+            setattr(c, key, parse_duration(raw[key], key))
+    if c.config_poll_s <= 0:
+        raise ConfigError("config_poll_s: must be > 0")
+    return c
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The mapping in a YAML/JSON config file ({} for an empty file)."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {p}: {exc.strerror or exc}") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {p} is not valid YAML/JSON: {exc}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {p} must hold a mapping of keys, got {type(data).__name__}")
+    return data
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> SidecarConfig:
+    """File keys (if `path`), then `overrides` (None values ignored), validated."""
+    raw = read_config_file(path) if path else {}
+    raw.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    return validate(raw)
+
+
+def file_digest(path: str | Path) -> str:
+    """Content hash of a config file ("" if unreadable). ConfigMap mounts swap symlinks: compare content."""
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError:
+        return ""
