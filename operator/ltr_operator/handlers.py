@@ -1,0 +1,179 @@
+"""kopf wiring only: which events trigger a reconcile, settings, login, liveness probe.
+
+`build_registry(cfg)` returns a fresh kopf.OperatorRegistry (no global state), so the CLI and the
+tests run the same handlers. Every trigger funnels into Reconciler.run(namespace, name), which
+serialises passes per object and coalesces bursts (a trigger during a pass causes one more pass).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import aiohttp
+import kopf
+
+from ltr_operator import constants as c
+from ltr_operator.config import OperatorConfig
+from ltr_operator.kube import ApiError, Credentials, KubeClient, event_for, load_credentials
+from ltr_operator.reconcile import now_text, reconcile
+
+# Children the operator watches for drift (deleted → recreated) and status (Deployment, Pods).
+WATCHED_CHILDREN: tuple[tuple[str, str, str], ...] = (
+    ("apps", "v1", "deployments"),
+    ("", "v1", "services"),
+    ("", "v1", "configmaps"),
+    ("", "v1", "persistentvolumeclaims"),
+    ("batch", "v1", "cronjobs"),
+    ("", "v1", "serviceaccounts"),
+    ("rbac.authorization.k8s.io", "v1", "roles"),
+    ("rbac.authorization.k8s.io", "v1", "rolebindings"),
+    ("", "v1", "pods"),
+)
+RETRY_DELAY_S = 10.0
+log = logging.getLogger("ltr_operator")
+
+
+class Reconciler:
+    """Per-object serialisation + coalescing of reconcile passes."""
+
+    def __init__(self, client: KubeClient, cfg: OperatorConfig) -> None:
+        self.client, self.cfg = client, cfg
+        self._busy: set[tuple[str, str]] = set()
+        self._dirty: set[tuple[str, str]] = set()
+        self.passes = 0
+
+    async def emit(self, body: dict[str, Any], etype: str, reason: str, message: str) -> None:
+        """Post an Event; best effort (a lost Event must not fail the reconcile)."""
+        try:
+            await self.client.create(event_for(body, etype, reason, message, now_text()))
+        except (ApiError, OSError, aiohttp.ClientError) as exc:
+            log.warning("could not post event %s %s: %s", etype, reason, exc)
+
+    async def run(self, namespace: str, name: str) -> None:
+        key = (namespace, name)
+        if key in self._busy:
+            self._dirty.add(key)
+            return
+        self._busy.add(key)
+        try:
+            while True:
+                self._dirty.discard(key)
+                body = await self.client.get(c.KIND, namespace, name)
+                if body is None or body.get("metadata", {}).get("deletionTimestamp"):
+                    return  # gone: owner references let the garbage collector remove the children
+                await reconcile(self.client, self.cfg, body, self.emit)
+                self.passes += 1
+                if key not in self._dirty:
+                    return
+        finally:
+            self._busy.discard(key)
+
+
+def to_connection_info(creds: Credentials) -> kopf.ConnectionInfo:
+    return kopf.ConnectionInfo(
+        server=creds.server,
+        token=creds.token,
+        insecure=creds.insecure or None,
+        ca_data=creds.ca_data.encode() if creds.ca_data else None,
+        certificate_data=creds.cert_data.encode() if creds.cert_data else None,
+        private_key_data=creds.key_data.encode() if creds.key_data else None,
+    )
+
+
+def build_registry(cfg: OperatorConfig) -> kopf.OperatorRegistry:
+    """All handlers of the operator, bound to `cfg`."""
+    registry = kopf.OperatorRegistry()
+    state: dict[str, Any] = {}
+    resource = (c.GROUP, c.VERSION, c.PLURAL)
+
+    def credentials() -> Credentials:
+        if "creds" not in state:
+            state["creds"] = load_credentials(cfg.kubeconfig)
+        return state["creds"]
+
+    @kopf.on.login(registry=registry)
+    def login(**_: Any) -> kopf.ConnectionInfo:
+        return to_connection_info(credentials())
+
+    @kopf.on.startup(registry=registry)
+    async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=c.GROUP)
+        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+            prefix=c.GROUP, key="last-handled-configuration"
+        )
+        settings.persistence.finalizer = f"{c.GROUP}/kopf-finalizer"
+        settings.posting.level = logging.INFO
+        settings.watching.server_timeout = 300
+        settings.networking.request_timeout = 30
+        client = KubeClient(credentials())
+        await client.__aenter__()
+        state["client"], state["reconciler"], state["known"] = client, Reconciler(client, cfg), set()
+        state["resync"] = asyncio.create_task(resync_loop(), name="ltr-resync")
+
+    @kopf.on.cleanup(registry=registry)
+    async def cleanup(**_: Any) -> None:
+        if "resync" in state:
+            state["resync"].cancel()
+            await asyncio.gather(state["resync"], return_exceptions=True)
+        if "client" in state:
+            await state["client"].close()
+
+    async def resync_loop() -> None:
+        """Every resync period: reconcile every known LTRServing (drift repair, pod predictor status)."""
+        while True:
+            await asyncio.sleep(cfg.resync_seconds)
+            for namespace, name in sorted(state["known"]):
+                try:
+                    await state["reconciler"].run(namespace, name)
+                except (ApiError, OSError, aiohttp.ClientError) as exc:  # next period tries again
+                    log.warning("resync of %s/%s failed: %s", namespace, name, exc)
+                except Exception:  # a bug must not stop the loop for every other object
+                    log.exception("resync of %s/%s crashed", namespace, name)
+
+    @kopf.on.probe(id="reconcile_passes", registry=registry)
+    def passes(**_: Any) -> int:
+        return state["reconciler"].passes if "reconciler" in state else 0
+
+    async def run(namespace: str, name: str) -> None:
+        try:
+            await state["reconciler"].run(namespace, name)
+        except ApiError as exc:  # transient API trouble: retry later, never crash
+            raise kopf.TemporaryError(f"API call failed: {exc}", delay=RETRY_DELAY_S) from exc
+
+    @kopf.on.resume(*resource, registry=registry)
+    @kopf.on.create(*resource, registry=registry)
+    @kopf.on.update(*resource, field="spec", registry=registry)
+    @kopf.on.field(
+        *resource, field=("metadata", "annotations", c.ANNOTATION_RETRAIN_RESULT), registry=registry
+    )
+    async def changed(name: str, namespace: str, **_: Any) -> None:
+        await run(namespace, name)
+
+    @kopf.on.event(*resource, registry=registry)
+    def track(event: dict[str, Any], name: str, namespace: str, **_: Any) -> None:
+        """Remember live objects for the resync loop (a per-object kopf timer would need a finalizer)."""
+        if event.get("type") == "DELETED":
+            state["known"].discard((namespace, name))
+        else:
+            state["known"].add((namespace, name))
+
+    for group, version, plural in WATCHED_CHILDREN:
+
+        @kopf.on.event(
+            group,
+            version,
+            plural,
+            labels={c.LABEL_MANAGED_BY: c.MANAGED_BY, c.LABEL_OWNER: kopf.PRESENT},
+            registry=registry,
+        )
+        async def child_changed(
+            labels: dict[str, str], namespace: str, logger: logging.Logger, **_: Any
+        ) -> None:
+            try:
+                await state["reconciler"].run(namespace, labels[c.LABEL_OWNER])
+            except ApiError as exc:  # event handlers are not retried: the resync timer catches up
+                logger.warning("reconcile after a child event failed: %s", exc)
+
+    return registry
