@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,7 +14,7 @@ import aiohttp
 import openai
 import pytest
 
-from ltr_sidecar.engine.tiny import EngineProcess, serve_engine
+from ltr_sidecar.engine.tiny import EngineProcess
 from ltr_sidecar.predictor import PromptLengthPredictor
 from ltr_sidecar.server.config import SidecarConfig
 from ltr_sidecar.server.core import SchedulerCore
@@ -25,10 +25,10 @@ from ltr_sidecar.server.traces import TraceReadStats, TraceRecorder, iter_traces
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
 
-@pytest.fixture(scope="module")
-def engine() -> Iterator[EngineProcess]:
-    with serve_engine() as eng:
-        yield eng
+@pytest.fixture
+def engine(tiny_engine: EngineProcess) -> EngineProcess:
+    """The suite-wide tiny engine (tests/conftest.py)."""
+    return tiny_engine
 
 
 @dataclass
