@@ -166,18 +166,19 @@ def resolve_predictor_path(config: SidecarConfig, version: str | None = None,
         return _store_resolve(config.predictor_store, version)
     if config.predictor_dir:
         return Path(config.predictor_dir)
-    if config.predictor_store:
-        return _store_resolve(config.predictor_store, config.predictor_version or None)
+    if config.predictor_store and config.predictor_version:
+        return _store_resolve(config.predictor_store, config.predictor_version)
+    # No version named: the bundled generic predictor (cold start). Never "latest in the store": an
+    # unpromoted candidate published by a retrain job must not reach pods on a restart.
     from ltr_sidecar.predictor import bundled_predictor_path
 
     return Path(bundled_predictor_path())
 
 
-def _store_resolve(store: str, version: str | None) -> Path:
-    """Directory of `version` ("latest" when None) in the predictor store."""
+def _store_resolve(store: str, version: str) -> Path:
+    """Directory of `version` in the predictor store ("latest" names the newest)."""
     from ltr_sidecar.predictor.store import StoreError, open_store
 
-    version = version or "latest"
     try:
         return Path(open_store(store).resolve(version))
     except StoreError as exc:
