@@ -42,7 +42,7 @@ class Http:
         return data
 
 
-async def eventually(check: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05) -> Any:
+async def eventually(check: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05) -> Any:
     """Await `check()` (sync or async) until it returns something truthy; fail with its last value."""
     deadline = asyncio.get_running_loop().time() + timeout
     last: Any = None
