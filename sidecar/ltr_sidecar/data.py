@@ -62,19 +62,18 @@ def iter_jsonl(path: Path, *, skip_corrupt: bool = False) -> Iterator[tuple[int,
     """Yield (line number, object) for each non-empty line; a corrupt line yields (n, None) when
     `skip_corrupt`, else raises DataError naming the file and line."""
     try:
-        fh = path.open("r", encoding="utf-8", errors="strict")
+        fh = path.open("rb")
     except OSError as exc:
         raise DataError(f"cannot read {path}: {exc.strerror or exc}") from exc
     with fh:
-        lineno = 0
-        while True:
+        for lineno, raw in enumerate(fh, start=1):
             try:
-                line = fh.readline()
+                line = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
-                raise DataError(f"{path}: not UTF-8 text near line {lineno + 1}") from exc
-            if not line:
-                break
-            lineno += 1
+                if skip_corrupt:
+                    yield lineno, None
+                    continue
+                raise DataError(f"{path}: not UTF-8 text at line {lineno}") from exc
             if not line.strip():
                 continue
             try:
@@ -258,13 +257,24 @@ class TraceStats:
 
 
 def trace_files(directory: str | Path) -> list[Path]:
-    """Trace files in a directory, rotated ones included (`*.jsonl`, `*.jsonl.1`, ...)."""
-    d = Path(directory)
-    if not d.is_dir():
-        raise DataError(f"trace directory does not exist: {d}")
-    return sorted(
-        f for f in d.iterdir() if f.is_file() and (f.name.endswith(".jsonl") or ".jsonl." in f.name)
-    )
+    """Trace files under `directory` and its sub-directories (the sidecar writes one per pod), each
+    log oldest first: rotated `NAME.jsonl.N` (highest N first), then `NAME.jsonl`.
+
+    A missing directory holds no traces (a fresh volume no sidecar has written to yet)."""
+    root = Path(directory)
+    if not root.is_dir():
+        return []
+    logs: dict[Path, list[tuple[int, Path]]] = {}
+    for f in root.rglob("*"):
+        if not f.is_file():
+            continue
+        if f.name.endswith(".jsonl"):
+            logs.setdefault(f, []).append((0, f))
+            continue
+        base, _, suffix = f.name.rpartition(".")
+        if base.endswith(".jsonl") and suffix.isdigit():
+            logs.setdefault(f.with_name(base), []).append((-int(suffix), f))
+    return [f for log in sorted(logs) for _, f in sorted(logs[log])]
 
 
 def load_traces(

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import synthetic_examples, write_jsonl
+from predictor_helpers import synthetic_examples, write_jsonl
 
 from ltr.cli import main as ltr_main
 from ltr_sidecar.predictor import PromptLengthPredictor, load_predictor

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
-from conftest import write_jsonl
+from predictor_helpers import write_jsonl
 
 from ltr_sidecar.data import DataError, load_examples, load_many, load_traces, record_length
 
@@ -127,8 +128,15 @@ def test_traces_rotation_corrupt_and_window(tmp_path):
     assert (stats.files, stats.corrupt, stats.no_prompt, stats.used) == (2, 1, 1, 9)
     ex, stats = load_traces(tmp_path, since=106)
     assert [e.timestamp for e in ex] == [106, 107, 108, 109] and stats.outside_window == 5
-    with pytest.raises(DataError, match="does not exist"):
-        load_traces(tmp_path / "nope")
+    # A fresh volume no sidecar has written to yet: no traces, not an error (retrain says
+    # insufficient_data). Per-pod sub-folders are read too.
+    assert load_traces(tmp_path / "nope")[0] == []
+    pod = tmp_path / "pod-a"
+    pod.mkdir()
+    record = {"prompt": "px", "output_tokens": 3, "timestamp": 200}
+    (pod / "traces.jsonl").write_text(json.dumps(record) + "\n")
+    ex, stats = load_traces(tmp_path)
+    assert ex[-1].prompt == "px" and stats.files == 3
 
 
 @pytest.mark.shared

@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import FAST_SMALL, synthetic_examples
+from predictor_helpers import FAST_SMALL, synthetic_examples
 
 from ltr_sidecar.predictor import (
     Predictor,

@@ -11,6 +11,7 @@ from ltr_sidecar.predictor.base import (
     RandomPredictor,
     bundled_predictor_path,
     load_predictor,
+    set_scoring_threads,
 )
 from ltr_sidecar.predictor.metrics import kendall_tau_b
 
@@ -24,4 +25,5 @@ __all__ = [
     "kendall_tau_b",
     "load_predictor",
     "read_manifest",
+    "set_scoring_threads",
 ]

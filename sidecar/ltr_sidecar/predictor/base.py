@@ -79,6 +79,14 @@ def load_predictor(path: str | Path) -> Predictor:
     )
 
 
+def set_scoring_threads(threads: int) -> None:
+    """Cap torch's intra-op threads for scoring. One thread is fastest for small batched rankers and
+    keeps the sidecar off the cores the engine (and its tokenizer) needs."""
+    import torch
+
+    torch.set_num_threads(max(1, int(threads)))
+
+
 def bundled_predictor_path() -> Path:
     """The small fast-ranker artifact shipped with the package (cold-start default)."""
     return BUNDLED_DIR

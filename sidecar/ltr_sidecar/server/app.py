@@ -11,27 +11,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import logging
+import os
 import signal
 from pathlib import Path
 from typing import Any
 
+from ltr_sidecar.predictor import set_scoring_threads
 from ltr_sidecar.server.config import ConfigError, SidecarConfig, file_digest, load_config
 from ltr_sidecar.server.core import SchedulerCore
 from ltr_sidecar.server.grpc_server import GrpcSurface
+from ltr_sidecar.server.http_server import bound_port, build_http_app, start_http_server
+from ltr_sidecar.server.metrics import SidecarMetrics
+from ltr_sidecar.server.traces import TraceRecorder
 
 log = logging.getLogger(__name__)
 
 
-def _optional(module: str) -> Any:
-    """Import a sibling surface module if it exists (None when that part is not installed)."""
-    try:
-        return importlib.import_module(module)
-    except ModuleNotFoundError as exc:
-        if exc.name == module:
-            return None
-        raise
+def trace_dir_for_pod(trace_dir: str | Path) -> Path:
+    """Per-pod trace folder: replicas share the trace volume, so each writes (and rotates) only
+    `trace_dir/$POD_NAME/` (the operator sets POD_NAME); the retrain job reads all sub-folders."""
+    pod = os.environ.get("POD_NAME", "").strip()
+    return Path(trace_dir) / pod if pod and "/" not in pod else Path(trace_dir)
 
 
 class SidecarApp:
@@ -42,13 +43,11 @@ class SidecarApp:
         self.config = config
         self.config_path = Path(config_path) if config_path else None
         self.overrides = dict(overrides or {})
-        metrics_mod = _optional("ltr_sidecar.server.metrics")
-        self.metrics = metrics_mod.SidecarMetrics() if metrics_mod else None
+        self.metrics = SidecarMetrics()
         self.traces = None
         if config.trace_dir:
-            from ltr_sidecar.server.traces import TraceRecorder
-
-            self.traces = TraceRecorder(config.trace_dir, record_prompts=config.record_prompts)
+            self.traces = TraceRecorder(trace_dir_for_pod(config.trace_dir),
+                                        record_prompts=config.record_prompts)
         self.core = SchedulerCore(config, predictor=predictor, metrics=self.metrics, traces=self.traces)
         self.grpc: GrpcSurface | None = None
         self.http_port: int | None = None
@@ -62,22 +61,13 @@ class SidecarApp:
         return self.grpc.port if self.grpc else None
 
     async def start(self) -> None:
+        set_scoring_threads(self.config.scoring_threads)
         await self.core.start()
         self.grpc = GrpcSurface(self.core, self.config.host, self.config.grpc_port)
         await self.grpc.start()
-        http_mod = _optional("ltr_sidecar.server.http_server")
-        if http_mod is not None and hasattr(http_mod, "build_http_app"):
-            from aiohttp import web
-
-            runner = web.AppRunner(http_mod.build_http_app(self.core, self.metrics), access_log=None)
-            await runner.setup()
-            site = web.TCPSite(runner, self.config.host, self.config.http_port)
-            await site.start()
-            self._http_runner = runner
-            sockets = getattr(site._server, "sockets", None) or []
-            self.http_port = sockets[0].getsockname()[1] if sockets else self.config.http_port
-        else:
-            log.warning("HTTP front door not available (ltr_sidecar.server.http_server missing); gRPC only")
+        self._http_runner = await start_http_server(build_http_app(self.core, self.metrics),
+                                                    self.config.host, self.config.http_port)
+        self.http_port = bound_port(self._http_runner)
         self._tasks.append(asyncio.create_task(self.grpc.health_loop(), name="ltr-health"))
         if self.config_path:
             self._tasks.append(asyncio.create_task(self._watch_config(), name="ltr-config-watch"))

@@ -59,6 +59,7 @@ class SidecarConfig:
     max_tokens_limit: int = 8192
     priority_bands: list[int] = field(default_factory=lambda: [0])
     scoring_window_ms: float = 2.0
+    scoring_threads: int = 1
     grpc_port: int = 50051
     http_port: int = 8080
     host: str = "0.0.0.0"
@@ -144,6 +145,7 @@ def validate(raw: dict[str, Any]) -> SidecarConfig:
         c.scoring_window_ms = seconds_or_ms * 1000.0 if has_unit else seconds_or_ms
         if c.scoring_window_ms > 1000:
             raise ConfigError("scoring_window_ms: must be <= 1000 (milliseconds)")
+    c.scoring_threads = _int("scoring_threads", raw.get("scoring_threads", c.scoring_threads), 1, 256)
     for key in ("grpc_port", "http_port"):
         setattr(c, key, _int(key, raw.get(key, getattr(c, key)), 0, 65535))
     for key in ("record_prompts", "send_priority"):

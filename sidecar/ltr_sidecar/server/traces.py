@@ -21,6 +21,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from ltr_sidecar.data import DataError, iter_jsonl, trace_files
+
 log = logging.getLogger(__name__)
 
 TRACE_FILE = "traces.jsonl"
@@ -52,21 +54,6 @@ def trace_line(rec: TraceRecord, record_prompts: bool = True) -> str:
     if not record_prompts or rec.prompt is None:
         del obj["prompt"]
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":")) + "\n"
-
-
-def trace_files(directory: str | os.PathLike[str]) -> list[Path]:
-    """Existing trace files in `directory`, oldest first (…, traces.jsonl.1, traces.jsonl)."""
-    base = Path(directory)
-    rotated: list[tuple[int, Path]] = []
-    for path in base.glob(TRACE_FILE + ".*"):
-        suffix = path.name[len(TRACE_FILE) + 1:]
-        if suffix.isdigit():
-            rotated.append((int(suffix), path))
-    files = [p for _, p in sorted(rotated, reverse=True)]
-    current = base / TRACE_FILE
-    if current.exists():
-        files.append(current)
-    return files
 
 
 class TraceRecorder:
@@ -218,30 +205,20 @@ def iter_traces(directory: str | os.PathLike[str], stats: TraceReadStats | None 
     """Yield trace records (dicts) oldest first; lines that are not a JSON object with an integer
     `output_tokens` and a string `request_id` are skipped and counted in `stats.corrupt`.
 
-    A missing directory yields nothing (no traces recorded yet).
+    Sub-directories (one per pod) are read too; a missing directory yields nothing.
     """
     stats = stats if stats is not None else TraceReadStats()
-    if not Path(directory).is_dir():
-        return
     for path in trace_files(directory):
-        try:
-            lines = path.read_bytes().splitlines()
-        except FileNotFoundError:  # rotated away while we were reading
-            continue
         stats.files += 1
-        for raw in lines:
-            if not raw.strip():
-                continue
-            try:
-                obj = json.loads(raw)
-            except (ValueError, UnicodeDecodeError):
-                stats.corrupt += 1
-                continue
-            if not _valid_trace(obj):
-                stats.corrupt += 1
-                continue
-            stats.records += 1
-            yield obj
+        try:
+            for _, obj in iter_jsonl(path, skip_corrupt=True):
+                if obj is None or not _valid_trace(obj):
+                    stats.corrupt += 1
+                    continue
+                stats.records += 1
+                yield obj
+        except DataError:  # rotated away while we were reading
+            continue
 
 
 def _valid_trace(obj: object) -> bool:
