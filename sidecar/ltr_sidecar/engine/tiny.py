@@ -164,14 +164,24 @@ class EngineProcess:
             self.proc.wait(5)
 
 
+# `transformers serve --continuous-batching` sizes its KV cache from free RAM (~14 GB per tiny engine
+# on a 24 GB machine; two engines get one OOM-killed). 128 blocks / 4096 batch tokens hold every test
+# and benchmark workload here in ~1 GB.
+KV_CACHE_ARGS = ("--cb-num-blocks", "128", "--cb-max-batch-tokens", "4096")
+
+
 def start_engine(model_dir: str | os.PathLike[str], port: int | None = None, *, threads: int = 1,
                  startup_timeout: float = 120.0, extra_args: list[str] | None = None) -> EngineProcess:
-    """Start `transformers serve --continuous-batching` on 127.0.0.1 and wait until it generates."""
+    """Start `transformers serve --continuous-batching` on 127.0.0.1 and wait until it generates.
+
+    The KV cache is bounded by KV_CACHE_ARGS unless `extra_args` sets `--cb-num-blocks` itself."""
     model_dir = Path(model_dir).resolve()
     port = port or free_port()
     log_fd, log_name = tempfile.mkstemp(prefix="ltr-engine-", suffix=".log")
     cmd = [*transformers_cli(), "serve", str(model_dir), "--continuous-batching", "--device", "cpu",
            "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", *(extra_args or [])]
+    if "--cb-num-blocks" not in cmd:
+        cmd += KV_CACHE_ARGS
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
            "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     proc = subprocess.Popen(cmd, stdout=log_fd, stderr=subprocess.STDOUT, env=env, start_new_session=True)
