@@ -95,6 +95,11 @@ def plot_cdf(results: Mapping[str, Sequence[RequestResult]], path: str | Path, t
     ax.set_xlabel("per-token latency (s), log scale")
     ax.set_ylabel("fraction of requests")
     ax.set_title(title or "Per-token latency CDF")
+    return _finish(plt, fig, ax, path)
+
+
+def _finish(plt: Any, fig: Any, ax: Any, path: str | Path) -> Path:
+    """Grid, legend, layout; save the PNG (creating its folder) and close the figure."""
     ax.grid(True, alpha=0.3)
     ax.legend()
     fig.tight_layout()
@@ -118,11 +123,4 @@ def plot_sweep(sweep: Sequence[Mapping[str, Any]], path: str | Path, title: str 
     ax.set_xlabel("arrival rate (requests/s)")
     ax.set_ylabel("mean per-token latency (s), log scale")
     ax.set_title(title or "Latency vs arrival rate")
-    ax.grid(True, alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return _finish(plt, fig, ax, path)
