@@ -11,7 +11,7 @@ import pytest
 from predictor_helpers import synthetic_examples, write_jsonl
 
 from ltr.cli import main as ltr_main
-from ltr_sidecar.predictor import PromptLengthPredictor, load_predictor
+from ltr_sidecar.predictor import PromptLengthPredictor, bundled_predictor_path, load_predictor
 from ltr_sidecar.predictor.retrain import ANNOTATION, parse_window, report_annotation
 from ltr_sidecar.predictor.store import PredictorStore
 
@@ -314,3 +314,23 @@ def test_train_with_consensus_pretraining(capsys, tmp_path):
         *FAST_ARGS,
     )
     assert code == 1 and "needs --model-name" in err
+
+
+def test_first_retrain_of_an_empty_store_fine_tunes_the_bundled_ranker(capsys, tmp_path):
+    """No --base, no --backbone, empty store: start from the bundled ranker (seconds on CPU), not a
+    from-scratch train of the default backbone; current = bundled (what pods serve at cold start)."""
+    traces = _traces(tmp_path / "t", 200)
+    store = PredictorStore(tmp_path / "store")
+    code, out, err = run_ltr(
+        capsys, "predictor", "retrain", "--traces", str(traces), "--store", str(store.root),
+        "--window", "0", "--min-samples", "100", "--epochs", "1",
+    )
+    result = json.loads(out)
+    bundled = load_predictor(bundled_predictor_path())
+    assert result["current"] == bundled.version, err
+    assert f"fine-tuning {bundled.version}" in err
+    if code == 0:  # published: its parent is the bundled ranker and it is the same kind of model
+        manifest = json.loads((store.resolve(result["candidate"]) / "predictor.json").read_text())
+        assert manifest["lineage"]["parent"] == bundled.version and manifest["backbone"] == bundled.backbone
+    else:  # the gate may reject one epoch on synthetic data; it still trained from the bundled ranker
+        assert code == 4 and result["status"] == "rejected", err

@@ -3,7 +3,8 @@ behind a quality gate.
 
 Steps: read traces in the window (corrupt / prompt-less lines skipped and counted) -> split by time
 (newest `--holdout-fraction` held out) -> fine-tune the base version (default: the store's latest;
-with an empty store train fresh) -> evaluate candidate AND current on the same held-out slice ->
+with an empty store the bundled ranker; `--base none` or `--backbone X` trains fresh) -> evaluate
+candidate AND current on the same held-out slice ->
 publish an immutable version with lineage if the gate passes -> print (and optionally write/annotate)
 one JSON result.
 
@@ -132,6 +133,11 @@ def run_retrain(args: argparse.Namespace) -> int:
             base_pred = NeuralPredictor.load(base_path)  # a second copy to fine-tune
     else:
         current = load_predictor(bundled_predictor_path())  # what serves at cold start
+        if args.backbone is None and args.base != "none" and isinstance(current, NeuralPredictor):
+            # First retrain of a store: fine-tune the bundled ranker (seconds on CPU) rather than
+            # train the default backbone from scratch; `--backbone X` or `--base none` trains fresh.
+            base_pred = NeuralPredictor.load(bundled_predictor_path())
+            base_version = current.version
     result["current"] = current.version
     spec = train_spec_from_args(args, "candidate")
     if base_pred is not None:
