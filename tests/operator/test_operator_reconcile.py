@@ -158,9 +158,13 @@ async def test_scaling_and_template_rules(http: Http, operator: KopfThread) -> N
     await eventually(
         lambda: _where(http, f"{CM}/demo-sidecar", lambda cm: sidecar_config(cm)["predictor_version"] == "v7")
     )
-    dep = await http.get(f"{DEPLOY}/demo")
-    volumes = {v["name"]: v for v in dep["spec"]["template"]["spec"]["volumes"]}
-    assert volumes["store"]["persistentVolumeClaim"]["claimName"] == "shared-store"  # the store did change
+
+    def store_claim(d: dict) -> str | None:
+        volumes = {v["name"]: v for v in d["spec"]["template"]["spec"]["volumes"]}
+        return volumes["store"].get("persistentVolumeClaim", {}).get("claimName")
+
+    # The store did change (a volume change rolls pods); the ConfigMap may be written first.
+    dep = await eventually(lambda: _where(http, f"{DEPLOY}/demo", lambda d: store_claim(d) == "shared-store"))
     version_only = dep["spec"]["template"]
     await http.patch(f"{LTRS}/demo", {"spec": {"predictor": {"version": "v8"}}})
     await eventually(
