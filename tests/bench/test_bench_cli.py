@@ -92,3 +92,19 @@ def test_predictor_subcommand_dispatches(capsys: pytest.CaptureFixture[str]) -> 
         bench_main(["predictor", "--help"])
     assert exc.value.code == 0
     assert "usage" in capsys.readouterr().out.lower()
+
+
+@pytest.mark.slow
+def test_overhead_subcommand_measures_both_paths(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`ltr bench overhead --quick`: real `ltr sidecar` + scripted engine; HTTP and gRPC measured."""
+    assert bench_main(["overhead", "--quick", "--out", str(tmp_path)]) == 0
+    result = json.loads((tmp_path / "sidecar_overhead_quick.json").read_text())
+    assert set(result) >= {"ttft", "relay_unpaced", "relay_paced", "environment"}
+    for path in ("sidecar_http", "sidecar_grpc"):
+        assert path in result["ttft"]
+        for relay in ("relay_unpaced", "relay_paced"):
+            run = result[relay][path]
+            assert run["tokens"] == run["streams"] * run["tokens_per_stream"]  # nothing lost in the relay
+            assert run["tokens_per_cpu_s"] > 0
+    table = capsys.readouterr().out
+    assert "gRPC" in table and "HTTP" in table

@@ -4,6 +4,7 @@
     ltr bench --engine local --json out.json               # tiny CPU engine + real sidecar, one rate
     ltr bench --engine http://127.0.0.1:8000 --rate 4      # any OpenAI-compatible engine
     ltr bench predictor ...                                # predictor benchmark (ranking quality)
+    ltr bench overhead ...                                 # sidecar's added TTFT and relay throughput
 
 Without `--data`, the workload is the shipped sample's held-out part and the predictors are trained
 on its training part (cached). See docs/bench.md.
@@ -12,6 +13,7 @@ on its training part (cached). See docs/bench.md.
 from __future__ import annotations
 
 import argparse
+import importlib
 import signal
 import sys
 import threading
@@ -104,12 +106,18 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+# `ltr bench NAME ...` -> that benchmark module's main(argv)
+SUB_BENCHMARKS = {
+    "predictor": "ltr_sidecar.predictor.benchmark",
+    "overhead": "ltr_sidecar.server.bench_overhead",
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "predictor":
-        from ltr_sidecar.predictor.benchmark import main as predictor_bench
-
-        return int(predictor_bench(argv[1:]) or 0)
+    if argv and argv[0] in SUB_BENCHMARKS:
+        module = importlib.import_module(SUB_BENCHMARKS[argv[0]])
+        return int(module.main(argv[1:]) or 0)
     args = build_parser().parse_args(argv)
     previous = None
     if threading.current_thread() is threading.main_thread():

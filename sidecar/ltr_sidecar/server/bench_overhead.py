@@ -321,7 +321,7 @@ def markdown(result: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="ltr bench overhead", description=__doc__.split("\n\n")[0])
     p.add_argument("--ttft-requests", type=int, default=300, help="TTFT rounds (one request per path each)")
     p.add_argument("--streams", type=int, default=32, help="concurrent streams, unpaced relay (32)")
     p.add_argument("--tokens", type=int, default=2000, help="tokens per stream, unpaced relay (2000)")
