@@ -120,6 +120,14 @@ def _traces(d: Path, n: int, t0: float = 1_000_000.0) -> Path:
     return d
 
 
+def _retrain(capsys, traces: Path, store: PredictorStore, *extra: str) -> tuple[int, str, str]:
+    """`ltr predictor retrain` over all traces with the small fast-ranker settings (6 epochs)."""
+    return run_ltr(
+        capsys, "predictor", "retrain", "--traces", str(traces), "--store", str(store.root),
+        "--window", "0", "--min-samples", "100", "--epochs", "6", *extra, *FAST_ARGS,
+    )
+
+
 def test_retrain_insufficient_data_exit_3(capsys, tmp_path):
     traces = _traces(tmp_path / "t", 20)
     result_file = tmp_path / "result.json"
@@ -151,22 +159,7 @@ def test_retrain_beats_weak_base_and_publishes_lineage(capsys, tmp_path):
     weak = tmp_path / "weak"
     PromptLengthPredictor("weak").save(weak)  # deliberately weak current version
     store.publish(weak, "v1")
-    code, out, err = run_ltr(
-        capsys,
-        "predictor",
-        "retrain",
-        "--traces",
-        str(traces),
-        "--store",
-        str(store.root),
-        "--window",
-        "0",
-        "--min-samples",
-        "100",
-        "--epochs",
-        "6",
-        *FAST_ARGS,
-    )
+    code, out, err = _retrain(capsys, traces, store)
     assert code == 0, err
     result = json.loads(out)
     assert result["status"] == "published" and result["candidate"] == "v2" and result["current"] == "v1"
@@ -242,24 +235,7 @@ def test_retrain_fine_tunes_a_weak_neural_base(capsys, tmp_path):
     store = PredictorStore(tmp_path / "store")
     store.publish(tmp_path / "weak", "v1")
     traces = _traces(tmp_path / "t", 300)
-    code, out, err = run_ltr(
-        capsys,
-        "predictor",
-        "retrain",
-        "--traces",
-        str(traces),
-        "--store",
-        str(store.root),
-        "--window",
-        "0",
-        "--min-samples",
-        "100",
-        "--epochs",
-        "6",
-        "--keep",
-        "1",
-        *FAST_ARGS,
-    )
+    code, out, err = _retrain(capsys, traces, store, "--keep", "1")
     assert code == 0, err
     result = json.loads(out)
     assert result["current_kendall_tau"] < 0 < 0.5 < result["candidate_kendall_tau"]
