@@ -14,6 +14,9 @@ from kmock import ResourceInfo, Server
 from kmock_shim import KubeAPI
 from operator_harness import FakeSidecar, Http, KopfThread
 
+from ltr_operator.config import OperatorConfig
+from ltr_operator.handlers import build_registry
+
 # (resource key, kind, namespaced, subresources) served by the emulator.
 RESOURCES: list[tuple[str, str, bool, set[str]]] = [
     ("ltrserving.dev/v1alpha1/ltrservings", "LTRServing", True, {"status", "scale"}),
@@ -76,6 +79,21 @@ def kubeconfig(kube_url: str, tmp_path: Path) -> Path:
 async def http(kube_url: str) -> AsyncIterator[Http]:
     async with aiohttp.ClientSession() as session:
         yield Http(kube_url, session)
+
+
+@pytest_asyncio.fixture()
+async def operator(kubeconfig: Path, request: pytest.FixtureRequest) -> AsyncIterator[KopfThread]:
+    """The real operator (kopf, in a thread) against the emulator; resync period from the test
+    module's RESYNC_SECONDS (default 0.5 s)."""
+    cfg = OperatorConfig(
+        sidecar_image="ltr-sidecar:test",
+        default_engine_images={"vllm": "vllm/vllm-openai:test"},
+        resync_seconds=getattr(request.module, "RESYNC_SECONDS", 0.5),
+        pod_probe_timeout_s=0.5,
+        kubeconfig=str(kubeconfig),
+    )
+    async with KopfThread(build_registry(cfg)) as thread:
+        yield thread
 
 
 @pytest.fixture()

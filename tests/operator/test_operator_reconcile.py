@@ -5,18 +5,13 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-import pytest_asyncio
 import yaml
 from operator_harness import Http, KopfThread, eventually
 
 from ltr_operator import constants as c
-from ltr_operator.config import OperatorConfig
-from ltr_operator.handlers import build_registry
 from ltr_operator.kube import USER_AGENT
 from ltr_operator.rbac import KOPF_RULES, OPERATOR_RULES, allows
 
@@ -48,17 +43,7 @@ def ltrs(**spec: Any) -> dict[str, Any]:
     return obj
 
 
-@pytest_asyncio.fixture()
-async def operator(kubeconfig: Path) -> AsyncIterator[KopfThread]:
-    cfg = OperatorConfig(
-        sidecar_image="ltr-sidecar:test",
-        default_engine_images={"vllm": "vllm/vllm-openai:test"},
-        resync_seconds=0.5,
-        pod_probe_timeout_s=0.5,
-        kubeconfig=str(kubeconfig),
-    )
-    async with KopfThread(build_registry(cfg)) as thread:
-        yield thread
+RESYNC_SECONDS = 0.5  # the shared `operator` fixture (conftest.py) reads this
 
 
 async def field(http: Http, path: str, *keys: Any) -> Any:

@@ -8,17 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
-import pytest_asyncio
 import yaml
 from operator_harness import FakeSidecar, Http, KopfThread, eventually
 
 from ltr_operator import constants as c
-from ltr_operator.config import OperatorConfig
-from ltr_operator.handlers import build_registry
 from ltr_operator.reconcile import ANNOTATION_PROMOTED
 
 NS = "default"
@@ -29,17 +24,7 @@ PODS = f"/api/v1/namespaces/{NS}/pods"
 EVENTS = f"/api/v1/namespaces/{NS}/events"
 
 
-@pytest_asyncio.fixture()
-async def operator(kubeconfig: Path) -> AsyncIterator[KopfThread]:
-    cfg = OperatorConfig(
-        sidecar_image="ltr-sidecar:test",
-        default_engine_images={"vllm": "vllm:test"},
-        resync_seconds=0.3,
-        pod_probe_timeout_s=0.5,
-        kubeconfig=str(kubeconfig),
-    )
-    async with KopfThread(build_registry(cfg)) as thread:
-        yield thread
+RESYNC_SECONDS = 0.3  # the shared `operator` fixture (conftest.py) reads this
 
 
 def manifest(**spec: Any) -> dict[str, Any]:
