@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
+
 import pytest
 
 from ltr_sidecar.bench.metrics import summarize
 from ltr_sidecar.bench.policies import select_policies
 from ltr_sidecar.bench.replay import run_policy
 from ltr_sidecar.bench.workload import WorkItem
-from ltr_sidecar.engine.tiny import EngineProcess
+from ltr_sidecar.engine.tiny import start_engine
 from ltr_sidecar.predictor.base import PromptLengthPredictor
 
 pytestmark = pytest.mark.slow
@@ -16,10 +19,13 @@ pytestmark = pytest.mark.slow
 LENGTHS = [60, 4, 40, 8, 24, 2, 12, 30]
 
 
-@pytest.fixture
-def engine(tiny_engine: EngineProcess) -> tuple[str, str]:
-    """The suite-wide tiny engine (tests/conftest.py)."""
-    return tiny_engine.url, tiny_engine.model
+@pytest.fixture(scope="module")
+def engine(tiny_model_dir: Path) -> Iterator[tuple[str, str]]:
+    """An engine of its own: these tests compare timings, and the suite-wide engine may still be
+    finishing streams that earlier tests abandoned (the engine does not abort on disconnect)."""
+    engine = start_engine(tiny_model_dir, threads=1)
+    yield engine.url, engine.model
+    engine.stop()
 
 
 def burst() -> list[WorkItem]:
