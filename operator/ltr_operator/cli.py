@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -141,11 +142,22 @@ def run(argv: list[str]) -> int:
                 namespaces=list(cfg.namespaces),
                 clusterwide=not cfg.namespaces,
                 liveness_endpoint=args.liveness,
+                identity=operator_identity(),  # type: ignore[arg-type]
             )
         )
     except KeyboardInterrupt:
         return 0
     return 0
+
+
+def operator_identity() -> str:
+    """This operator instance's kopf identity: the pod name (downward API), else the host name.
+
+    kopf's default calls getpass.getuser(), which raises for a uid without a passwd entry, e.g. any
+    `runAsUser` the image did not create (found on the real control plane: the operator crashed)."""
+    import socket
+
+    return os.environ.get("POD_ID") or os.environ.get("POD_NAME") or socket.gethostname()
 
 
 def render(argv: list[str]) -> int:

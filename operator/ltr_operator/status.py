@@ -95,13 +95,23 @@ def _rollout(deployment: dict[str, Any] | None, replicas: int) -> tuple[bool | N
     return True, "RolloutComplete", f"{replicas}/{replicas} pods ready with the current spec"
 
 
+BUNDLED_PREFIX = "bundled"  # the bundled generic predictor's artifact version, e.g. bundled-v1
+
+
+def serves(pod: PodPredictor, desired: str) -> bool:
+    """The pod answered and serves `desired`. Desired "" is the cold start: the bundled predictor, which a
+    real sidecar reports under its artifact version ("bundled-v1"), not as "" (found on the real
+    control plane: Ready stayed False forever with PredictorRollingOut)."""
+    if not pod.ok:
+        return False
+    return pod.version == desired or (not desired and pod.version.startswith(BUNDLED_PREFIX))
+
+
 def predictor_status(desired: str, source: str, pods: list[PodPredictor], previous: dict[str, Any],
                      retrain: RetrainResult | Problem | None) -> dict[str, Any]:
     """status.predictor from the sidecars' answers and the last retrain result."""
-    on = [p for p in pods if p.ok and p.version == desired]
-    versions = {p.version for p in pods if p.ok}
-    current = versions.pop() if len(versions) == 1 and len(on) == len(pods) and pods else \
-        previous.get("current", "")
+    on = [p for p in pods if serves(p, desired)]
+    current = desired if pods and len(on) == len(pods) else previous.get("current", "")
     out: dict[str, Any] = {
         "current": current, "desired": desired, "source": source, "podsOnCurrent": len(on),
         "pods": [{"name": p.name, "version": p.version, "onlineKendallTau": p.online_kendall_tau,
@@ -135,7 +145,7 @@ def _predictor_condition(desired: str, pods: list[PodPredictor]) -> tuple[bool |
     if not pods:
         return None, "NoPods", "no pods to ask yet"
     answered = [p for p in pods if p.ok]
-    on = [p for p in answered if p.version == desired]
+    on = [p for p in answered if serves(p, desired)]
     if not answered:
         return None, "SidecarsUnreachable", "; ".join(f"{p.name}: {p.error}" for p in pods)[:1000]
     if len(on) == len(pods):

@@ -19,6 +19,7 @@ import pytest
 
 from tests.support.cluster import cluster as harness
 from tests.support.cluster import controlplane, tools
+from tests.support.cluster.release import CHART, OPERATOR_NAMESPACE, RELEASE, OperatorRelease
 
 
 def unavailable(reason: str) -> NoReturn:
@@ -77,3 +78,42 @@ def namespace(cluster: harness.Cluster, request: pytest.FixtureRequest) -> Itera
     )
     yield name
     cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture(scope="session")
+def operator(cluster: harness.Cluster) -> Iterator[OperatorRelease]:
+    """`helm install` of the chart (defaults, plus a 3 s resync for test speed); the operator pod runs the
+    checkout's `ltr operator` as the chart's ServiceAccount with its projected token (in-cluster config)."""
+    cluster.helm(
+        "install",
+        RELEASE,
+        str(CHART),
+        "-n",
+        OPERATOR_NAMESPACE,
+        "--create-namespace",
+        "--wait",
+        "--timeout",
+        "180s",
+        "--set",
+        "operator.extraArgs={--resync-seconds=3}",
+    )
+    release = OperatorRelease(cluster)
+    release.pod()
+    yield release
+
+
+@pytest.fixture(autouse=True)
+def _no_forbidden_operator_requests(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Tests using the operator fail when the operator got any 403 meanwhile (RBAC = production RBAC)."""
+    if "operator" not in request.fixturenames:
+        yield
+        return
+    release: OperatorRelease = request.getfixturevalue("operator")
+    before = len(release.forbidden())
+    yield
+    new = release.forbidden()[before:]
+    assert not new, "the operator was forbidden: " + "; ".join(
+        f"{e['verb']} {e['objectRef'].get('resource')}/{e['objectRef'].get('subresource', '')} "
+        f"in {e['objectRef'].get('namespace', '-')}"
+        for e in new
+    )

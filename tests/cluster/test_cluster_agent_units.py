@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import os
 from decimal import Decimal
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.cluster import podspec, tools
+from tests.support.cluster.nodeagent import PROJECT_IMAGES
 from tests.support.cluster.volumes import write_atomic
 
 POD = {
@@ -116,3 +118,18 @@ def test_build_stamps_the_pinned_kubernetes_version() -> None:
     version = tools.kubernetes_version()
     assert version.startswith("v1.37.")
     assert f"k8s.io/component-base/version.gitVersion={version}" in tools.version_ldflags()
+
+
+def _dockerfile_exec_form(path: Path, instruction: str) -> list[str]:
+    for line in path.read_text().splitlines():
+        if line.startswith(instruction + " "):
+            return json.loads(line[len(instruction) + 1 :])
+    return []
+
+
+def test_project_images_match_the_dockerfiles() -> None:
+    """The agent runs the project's images from the checkout with their Dockerfile ENTRYPOINT/CMD."""
+    for image, dockerfile in (("ltr-operator", "operator/Dockerfile"), ("ltr-sidecar", "sidecar/Dockerfile")):
+        path = tools.REPO_ROOT / dockerfile
+        expected = (_dockerfile_exec_form(path, "ENTRYPOINT"), _dockerfile_exec_form(path, "CMD"))
+        assert PROJECT_IMAGES[image] == expected, dockerfile

@@ -73,6 +73,24 @@ class Cluster:
             )
         return proc
 
+    def helm(
+        self, *args: str, check: bool = True, timeout: float = 300.0
+    ) -> subprocess.CompletedProcess[str]:
+        """Run helm against this cluster (admin)."""
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(self.kubeconfig),
+            "HELM_CACHE_HOME": str(self.state / "helm"),
+            "HELM_CONFIG_HOME": str(self.state / "helm"),
+            "HELM_DATA_HOME": str(self.state / "helm"),
+        }
+        proc = subprocess.run([tools.helm(), *args], capture_output=True, text=True, timeout=timeout, env=env)
+        if check and proc.returncode != 0:
+            raise AssertionError(
+                f"helm {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}{proc.stdout}"
+            )
+        return proc
+
     def token(self, namespace: str, service_account: str, seconds: int = 3600) -> str:
         """A token for the ServiceAccount from the TokenRequest API (as a projected volume gets)."""
         reply = self.api.create(
@@ -98,6 +116,10 @@ class Cluster:
         )
         config["contexts"][0]["context"]["namespace"] = namespace
         return controlplane.write_kubeconfig(path, config)
+
+    def audit(self, user: str | None = None) -> list[dict[str, Any]]:
+        """Audit events (Metadata level) of ServiceAccount requests, optionally of one user."""
+        return controlplane.audit_events(self.state, user)
 
     def add_storage_class(self, name: str, volumes: int = 2) -> None:
         storage.create(self.api, self.state, {name: volumes})

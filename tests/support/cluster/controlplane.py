@@ -113,6 +113,34 @@ def wait_for(
     raise ClusterError(f"timed out after {timeout_s:.0f}s waiting for {what}:\n{log_tail(state, component)}")
 
 
+AUDIT_POLICY = {
+    "apiVersion": "audit.k8s.io/v1",
+    "kind": "Policy",
+    "omitStages": ["RequestReceived"],
+    # Every request of a ServiceAccount (the operator, the retrain job, in-cluster clients) at Metadata
+    # level: the tests read verbs, resources and response codes (e.g. "zero 403s") from it.
+    "rules": [{"level": "Metadata", "userGroups": ["system:serviceaccounts"]}, {"level": "None"}],
+}
+
+
+def write_audit_policy(state: Path) -> Path:
+    path = state / "audit-policy.yaml"
+    path.write_text(yaml.safe_dump(AUDIT_POLICY))
+    return path
+
+
+def audit_events(state: Path, user: str | None = None) -> list[dict[str, Any]]:
+    """The API server's audit events so far, one per request (ResponseComplete, or ResponseStarted for a
+    watch still open), optionally of one user."""
+    path = state / "audit.log"
+    events: dict[str, dict[str, Any]] = {}
+    for line in path.read_text().splitlines() if path.exists() else []:
+        event = json.loads(line)
+        if user is None or event["user"]["username"] == user:
+            events[event["auditID"]] = event  # a later stage of the same request replaces the earlier
+    return list(events.values())
+
+
 def start(state: Path, binary: Path, nodes: list[str], timeout_s: float = 60.0) -> dict[str, Any]:
     """Start etcd + kube-apiserver + kube-controller-manager + kube-scheduler; returns the cluster record."""
     state.mkdir(parents=True, exist_ok=True)
@@ -194,6 +222,10 @@ def start(state: Path, binary: Path, nodes: list[str], timeout_s: float = 60.0) 
             f"--service-cluster-ip-range={SERVICE_CIDR}",
             f"--kubelet-client-certificate={pki / 'apiserver-kubelet-client.crt'}",
             f"--kubelet-client-key={pki / 'apiserver-kubelet-client.key'}",
+            f"--audit-policy-file={write_audit_policy(state)}",
+            f"--audit-log-path={state / 'audit.log'}",
+            "--audit-log-format=json",
+            "--audit-log-maxsize=200",
             "--profiling=false",
             "--v=1",
         ],

@@ -61,6 +61,8 @@ def create(cluster_id: str, index: int, pod_ip: str, service_ips: list[str]) -> 
     _ip("addr", "add", f"{HOST_GW}/32", "dev", veth)
     _ip("link", "set", veth, "up")
     _ip("route", "add", f"{pod_ip}/32", "dev", veth, "src", HOST_GW)
+    # pod-to-pod traffic is routed by the host; forwarding only on this veth (not the host's uplinks)
+    Path(f"/proc/sys/net/ipv4/conf/{veth}/forwarding").write_text("1")
     _ip("-n", ns, "link", "set", "lo", "up")
     for service_ip in service_ips:  # the agent serves these inside the pod (API server, DNS)
         _ip("-n", ns, "addr", "add", f"{service_ip}/32", "dev", "lo")

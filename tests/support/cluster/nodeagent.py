@@ -30,6 +30,12 @@ from tests.support.cluster.procs import MARKER
 from tests.support.cluster.rest import STRATEGIC, ApiError, AsyncApi, Identity, list_and_watch
 
 ENGINE_IMAGES = ("vllm", "sglang", "text-generation-inference", "tgi")
+# Images of this project the agent can run from the local checkout: repository suffix →
+# (ENTRYPOINT, CMD) exactly as in operator/Dockerfile and sidecar/Dockerfile (a test keeps them equal).
+PROJECT_IMAGES: dict[str, tuple[list[str], list[str]]] = {
+    "ltr-operator": (["ltr", "operator"], []),
+    "ltr-sidecar": (["ltr"], ["sidecar", "--config", "/etc/ltr/sidecar.yaml"]),
+}
 HOST_IP = "169.254.1.1"  # every host-side veth carries it: pods reach the node at this address
 
 
@@ -149,6 +155,11 @@ class NodeAgent:
     def is_engine(self, container: dict[str, Any]) -> bool:
         image = str(container.get("image", "")).lower()
         return container.get("name") == "engine" or any(p in image for p in self.config.engine_images)
+
+    def image_defaults(self, image: str) -> tuple[list[str], list[str]] | None:
+        """(ENTRYPOINT, CMD) of a project image, None for any other image."""
+        repository = image.split("@")[0].rsplit(":", 1)[0] if "/" in image or ":" in image else image
+        return next((v for k, v in PROJECT_IMAGES.items() if repository.rsplit("/", 1)[-1] == k), None)
 
     def node_allocatable(self, node: str) -> dict[str, str]:
         return next(n.capacity() for n in self.config.nodes if n.name == node)

@@ -64,8 +64,11 @@ def enter(spec: dict) -> None:
     _mount(None, "/", MS_REC | MS_PRIVATE)
     if spec.get("uid"):
         reveal(spec.get("reveal") or {})
-    for m in spec.get("mounts", []):  # before the root goes read-only: a bind copies its source's flags
-        _mount(m["source"], m["target"], MS_BIND | MS_REC)
+    # Sources are opened first: a volume mounted over e.g. /tmp must not hide later sources under /tmp.
+    sources = [os.open(m["source"], os.O_PATH) for m in spec.get("mounts", [])]
+    for m, fd in zip(spec.get("mounts", []), sources, strict=True):  # before the root goes read-only:
+        _mount(f"/proc/self/fd/{fd}", m["target"], MS_BIND | MS_REC)  # a bind copies its source's flags
+        os.close(fd)
         if m.get("readOnly"):
             _mount(None, m["target"], MS_REMOUNT | MS_BIND | MS_RDONLY)
     if spec.get("readOnlyRoot"):

@@ -126,12 +126,16 @@ class PodWorker:
                 self.agent.node_allocatable(self.node),
             )
         )
-        if not spec.get("command"):
+        command, args = spec.get("command"), spec.get("args")
+        defaults = self.agent.image_defaults(str(spec.get("image", "")))
+        if not command and defaults is not None:  # Kubernetes: command replaces ENTRYPOINT, args CMD
+            command, args = defaults[0], args if args is not None else defaults[1]
+        if not command:
             raise CannotRun(
                 f"test node agent: image {spec.get('image')!r} has no command in the pod spec and "
                 "images are not run here (only commands that exist on this machine)"
             )
-        argv = [podspec.expand(a, env) for a in [*spec["command"], *(spec.get("args") or [])]]
+        argv = [podspec.expand(a, env) for a in [*command, *(args or [])]]
         exe = argv[0] if "/" in argv[0] else shutil.which(argv[0], path=env.get("PATH"))
         if not exe or not os.access(exe, os.X_OK):
             raise CannotRun(

@@ -1,0 +1,45 @@
+"""The chart as installed by the cluster tier's `operator` fixture (helm release + its operator pod)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from tests.support.cluster import tools
+from tests.support.cluster.cluster import Cluster
+
+CHART = tools.REPO_ROOT / "charts" / "ltr-serving"
+RELEASE, OPERATOR_NAMESPACE = "ltr", "ltr-system"
+
+
+@dataclass
+class OperatorRelease:
+    """The chart installed by helm; its operator pod runs in the cluster with the chart's ServiceAccount."""
+
+    cluster: Cluster
+    release: str = RELEASE
+    namespace: str = OPERATOR_NAMESPACE
+
+    @property
+    def name(self) -> str:  # the chart's fullname: Deployment, ServiceAccount, ClusterRole
+        return f"{self.release}-ltr-serving"
+
+    @property
+    def user(self) -> str:
+        return f"system:serviceaccount:{self.namespace}:{self.name}"
+
+    def pod(self) -> dict[str, Any]:
+        pods = self.cluster.wait_pods(self.namespace, "app.kubernetes.io/name=ltr-serving", 1)
+        return pods[0]
+
+    def log(self) -> str:
+        return self.cluster.pod_log(self.namespace, self.pod()["metadata"]["name"], "operator")
+
+    def forbidden(self) -> list[dict[str, Any]]:
+        """Every request of the operator (its ServiceAccount, not kubectl) answered 403 (audit log)."""
+        return [
+            e
+            for e in self.cluster.audit(self.user)
+            if e.get("responseStatus", {}).get("code") == 403
+            and not e.get("userAgent", "").startswith("kubectl")
+        ]  # tests probing with its token
