@@ -15,8 +15,9 @@ from typing import Any
 
 import yaml
 
+from ltr.contract import format_duration, parse_duration
 from ltr_operator import constants as c
-from ltr_operator.spec import LTRServingSpec, parse_duration
+from ltr_operator.spec import LTRServingSpec
 
 SIDECAR_USER = 65532
 METRICS_PORT = 9090
@@ -65,11 +66,6 @@ def _meta(owner: Owner, name: str, component: str) -> dict[str, Any]:
             "ownerReferences": [owner_reference(owner)]}
 
 
-def seconds_text(seconds: float) -> str:
-    """A duration string every consumer parses ("90s", "0.25s"), from seconds."""
-    return f"{seconds:g}s" if seconds != int(seconds) else f"{int(seconds)}s"
-
-
 def sidecar_config(spec: LTRServingSpec, predictor_version: str) -> dict[str, Any]:
     """The sidecar's sidecar.yaml (the contract keys, snake_case)."""
     store = spec.predictor.store is not None
@@ -81,7 +77,7 @@ def sidecar_config(spec: LTRServingSpec, predictor_version: str) -> dict[str, An
         "predictor_store": c.PREDICTOR_DIR if store else "",
         "predictor_version": predictor_version,
         "policy": spec.scheduler.policy,
-        "starvation_threshold": seconds_text(parse_duration(spec.scheduler.starvation_threshold)),
+        "starvation_threshold": format_duration(parse_duration(spec.scheduler.starvation_threshold)),
         "max_queue": spec.scheduler.max_queue_length,
         "max_concurrency": spec.scheduler.max_concurrency,
         "max_tokens_limit": spec.scheduler.max_tokens_limit,

@@ -7,10 +7,13 @@ Invalid input raises SpecError with every problem and its field path - never ano
 
 from __future__ import annotations
 
+import builtins
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from ltr.contract import parse_duration
 
 ENGINES = ("vllm", "sglang", "tgi", "custom")
 PULL_POLICIES = ("Always", "IfNotPresent", "Never")
@@ -19,8 +22,6 @@ STRATEGIES = ("AllAtOnce", "Canary")
 SERVICE_TYPES = ("ClusterIP", "NodePort", "LoadBalancer")
 ACCESS_MODES = ("ReadWriteMany", "ReadWriteOnce")
 VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
-_DURATION_RE = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ns|us|µs|ms|s|m|h)")
-_DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
 class SpecError(ValueError):
@@ -29,17 +30,6 @@ class SpecError(ValueError):
     def __init__(self, problems: list[str]) -> None:
         super().__init__("; ".join(problems))
         self.problems = problems
-
-
-def parse_duration(text: str) -> float:
-    """Seconds in a non-negative Go duration ("5s", "1m30s", "0"); ValueError otherwise."""
-    text = str(text).strip()
-    if text == "0":
-        return 0.0
-    parts = _DURATION_RE.findall(text)
-    if not parts or "".join(n + u for n, u in parts) != text:
-        raise ValueError(f"{text!r} is not a duration such as 5s, 250ms or 1h30m")
-    return sum(float(n) * _DURATION_UNITS[u] for n, u in parts)
 
 
 @dataclass(frozen=True)
@@ -178,7 +168,7 @@ class _Reader:
             return default
         return value
 
-    def int(self, key: str, default: int, lo: int | None = None, hi: int | None = None) -> int:
+    def int(self, key: builtins.str, default: int, lo: int | None = None, hi: int | None = None) -> int:
         value = self.data.get(key, default)
         if isinstance(value, bool) or not isinstance(value, int):
             self._bad(key, f"expected an integer, got {value!r}")
@@ -188,7 +178,7 @@ class _Reader:
             return default
         return value
 
-    def num(self, key: str, default: float, lo: float, hi: float) -> float:
+    def num(self, key: builtins.str, default: float, lo: float, hi: float) -> float:
         value = self.data.get(key, default)
         if isinstance(value, bool) or not isinstance(value, int | float):
             self._bad(key, f"expected a number, got {value!r}")
@@ -198,14 +188,14 @@ class _Reader:
             return default
         return float(value)
 
-    def bool(self, key: str, default: bool) -> bool:
+    def bool(self, key: builtins.str, default: bool) -> bool:
         value = self.data.get(key, default)
         if not isinstance(value, bool):
             self._bad(key, f"expected true or false, got {value!r}")
             return default
         return value
 
-    def duration(self, key: str, default: str) -> str:
+    def duration(self, key: builtins.str, default: builtins.str) -> builtins.str:
         value = self.str(key, default)
         try:
             parse_duration(value)
@@ -214,21 +204,21 @@ class _Reader:
             return default
         return value
 
-    def strings(self, key: str) -> tuple[str, ...]:
+    def strings(self, key: builtins.str) -> tuple[builtins.str, ...]:
         value = self.data.get(key) or []
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             self._bad(key, "expected a list of strings")
             return ()
         return tuple(value)
 
-    def objects(self, key: str) -> tuple[Mapping[str, Any], ...]:
+    def objects(self, key: builtins.str) -> tuple[Mapping[builtins.str, Any], ...]:
         value = self.data.get(key) or []
         if not isinstance(value, list) or not all(isinstance(v, Mapping) for v in value):
             self._bad(key, "expected a list of objects")
             return ()
         return tuple(value)
 
-    def mapping(self, key: str, values: type = object) -> Mapping[str, Any]:
+    def mapping(self, key: builtins.str, values: type = object) -> Mapping[builtins.str, Any]:
         value = self.data.get(key) or {}
         if not isinstance(value, Mapping) or not all(isinstance(v, values) for v in value.values()):
             self._bad(key, "expected an object" + (" of strings" if values is str else ""))

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from ltr_sidecar.data import Example
+from ltr_sidecar.data.datasets import Example
 
 
 @pytest.fixture

@@ -6,7 +6,8 @@ import os
 import shutil
 
 import pytest
-from chart_helpers import REPO_ROOT, Renderer
+
+from tests.support.chart import REPO_ROOT, Renderer
 
 
 @pytest.fixture(scope="session")

@@ -33,10 +33,8 @@ from ltr_sidecar.bench.workload import (
     poisson_workload,
     trace_workload,
 )
-from ltr_sidecar.data import DataError, Example
+from ltr_sidecar.data.datasets import SAMPLE_HELDOUT, SAMPLE_TRAIN, DataError, Example
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
-SHIPPED_DATA = REPO_ROOT / "examples" / "data"
 DEFAULT_SIM_RATES = (2.0, 4.0, 8.0, 16.0, 32.0, 48.0, 64.0)
 REAL_DEFAULTS = {"requests": 80, "rate": 8.0, "max_output_tokens": 512}
 
@@ -108,8 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 # `ltr bench NAME ...` -> that benchmark module's main(argv)
 SUB_BENCHMARKS = {
-    "predictor": "ltr_sidecar.predictor.benchmark",
-    "overhead": "ltr_sidecar.server.bench_overhead",
+    "predictor": "ltr_sidecar.bench.predictor_bench",
+    "overhead": "ltr_sidecar.bench.overhead",
 }
 
 
@@ -163,13 +161,10 @@ def load_split(args: argparse.Namespace) -> tuple[list[Example], list[Example] |
 
 
 def shipped_split() -> tuple[list[Example], list[Example]]:
-    """(held-out, train) examples of the shipped sample in examples/data."""
-    held = sorted(SHIPPED_DATA.glob("*holdout*.jsonl")) + sorted(SHIPPED_DATA.glob("*heldout*.jsonl"))
-    train = [f for f in sorted(SHIPPED_DATA.glob("*.jsonl")) if f not in held]
-    if not held or not train:
-        raise FileNotFoundError(f"no shipped sample with a held-out part in {SHIPPED_DATA}; pass --data")
-    return ([e for f in held for e in examples_from_file(f)],
-            [e for f in train for e in examples_from_file(f)])
+    """(held-out, train) examples of the shipped sample (package data, `ltr_sidecar/data/sample/`)."""
+    if not (SAMPLE_HELDOUT.is_file() and SAMPLE_TRAIN.is_file()):
+        raise FileNotFoundError(f"the shipped sample is missing from {SAMPLE_HELDOUT.parent}; pass --data")
+    return examples_from_file(SAMPLE_HELDOUT), examples_from_file(SAMPLE_TRAIN)
 
 
 def make_workload(args: argparse.Namespace, examples: list[Example], rate: float) -> list[WorkItem]:
@@ -196,7 +191,7 @@ def run(args: argparse.Namespace) -> int:
         + (f", {len(train_ex)} for training predictors" if train_ex else ""))
     needed = [p.scorer for p in policies if p.scorer]
     if not args.data and not args.train_data and not args.predictor:
-        from ltr_sidecar.predictor.base import bundled_predictor_path
+        from ltr_sidecar.predictor.runtime.registry import bundled_predictor_path
 
         args.predictor = str(bundled_predictor_path())  # trained on the shipped training part
     preds = predictor_setup.resolve_predictors(

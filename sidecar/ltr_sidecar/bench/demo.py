@@ -1,7 +1,7 @@
 """`ltr demo`: FCFS vs LTR on a real (tiny, CPU) engine behind the real sidecar, in a few minutes.
 
 Builds a tiny random-initialised Llama, starts `transformers serve --continuous-batching` on
-127.0.0.1, loads the bundled predictor, and replays the shipped held-out sample (examples/data,
+127.0.0.1, loads the bundled predictor, and replays the shipped held-out sample (package data `ltr_sidecar/data/sample/`,
 permissively licensed) through the sidecar under FCFS and then LTR. Prints the comparison table and
 writes it, a JSON file and a latency CDF plot to ./demo-out/. Needs no network and no ../shared.
 Ctrl-C (or SIGTERM) stops everything: engine process, sidecar, temporary files.
@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.requests < 1 or args.rate <= 0 or args.max_concurrency < 1:
         print("ltr demo: error: --requests, --rate and --max-concurrency must be positive", file=sys.stderr)
         return 2
-    from ltr_sidecar.predictor.base import bundled_predictor_path
+    from ltr_sidecar.predictor.runtime.registry import bundled_predictor_path
 
     out = Path(args.out_dir)
     bench_argv = [

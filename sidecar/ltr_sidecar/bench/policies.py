@@ -1,6 +1,6 @@
 """The benchmark's policy line-up: a queue policy (RankQueue) + which scorer gives the scores.
 
-Every learned or heuristic ranker is just a `Predictor` giving scores (higher = shorter); the
+Every learned or heuristic ranker is just a `Predictor` giving scores (`ltr.contract`); the
 queue policy `ltr` orders by score. So "classification buckets" and "prompt-length SJF" differ from
 "ltr" only in the predictor, and all of them run through the same queue code.
 """

@@ -8,14 +8,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ltr_sidecar.bench.policies import CLASSIFIER, LTR, PROMPT_LENGTH
-from ltr_sidecar.data import Example
-from ltr_sidecar.predictor.artifact import PredictorLoadError, data_fingerprint
-from ltr_sidecar.predictor.base import (
-    Predictor,
-    PromptLengthPredictor,
-    bundled_predictor_path,
-    load_predictor,
-)
+from ltr_sidecar.data.datasets import Example
+from ltr_sidecar.predictor.runtime.artifact import PredictorLoadError, data_fingerprint
+from ltr_sidecar.predictor.runtime.base import Predictor, PromptLengthPredictor
+from ltr_sidecar.predictor.runtime.registry import bundled_predictor_path, load_predictor
 
 OBJECTIVE = {LTR: "listmle", CLASSIFIER: "classify"}
 
@@ -35,7 +31,7 @@ def trained_predictor(kind: str, examples: Sequence[Example], cache_dir: Path | 
                       log: Callable[[str], None] = print, backbone: str = "fast") -> Predictor:
     """A predictor (`ltr`: ListMLE, `classifier`: length classes) trained on `examples`, reused from
     `cache_dir` when one was trained on the same data and backbone before."""
-    from ltr_sidecar.predictor.pipeline import TrainSpec, train_predictor
+    from ltr_sidecar.predictor.training.pipeline import TrainSpec, train_predictor
 
     fingerprint = data_fingerprint((e.prompt, e.length) for e in examples).split(":")[1].replace("/n=", "-")
     tag = kind if backbone == "fast" else f"{kind}-{Path(backbone).name}"

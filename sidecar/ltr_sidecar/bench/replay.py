@@ -32,7 +32,7 @@ from ltr_sidecar.bench import report
 from ltr_sidecar.bench.metrics import RequestResult, add_ratios, average_metrics, summarize
 from ltr_sidecar.bench.policies import LTR, BenchPolicy
 from ltr_sidecar.bench.workload import WorkItem
-from ltr_sidecar.data import Example
+from ltr_sidecar.data.datasets import Example
 
 T = TypeVar("T")
 LOCAL_ENGINE = "local tiny engine (transformers serve, CPU)"
@@ -149,7 +149,7 @@ def engine_for(spec: str, log: Callable[[str], None], model: str = "") -> Iterat
             raise ValueError(f"--engine must be sim, local or an http(s):// URL, got {spec!r}")
         yield spec.rstrip("/"), model
         return
-    from ltr_sidecar.engine.tiny import build_tiny_model, start_engine
+    from ltr_sidecar.devtools.tiny_engine import build_tiny_model, start_engine
 
     tmp = tempfile.mkdtemp(prefix="ltr-bench-engine-")
     engine = None

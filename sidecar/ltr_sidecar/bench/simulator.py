@@ -55,7 +55,7 @@ def simulate(items: Sequence[WorkItem], profile: EngineProfile, policy: str = "f
              scores: Sequence[float] | None = None, starvation_threshold_s: float = 0.0) -> SimResult:
     """Run `items` through the engine model with the queue `policy`; returns per-request timings.
 
-    `scores[i]` is the predictor score of `items[i]` (higher = shorter); the `oracle` policy uses
+    `scores[i]` is the predictor score of `items[i]` (`ltr.contract` convention); the `oracle` policy uses
     the true output length instead.
     """
     if scores is not None and len(scores) != len(items):

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ltr_sidecar.data import Example, load_examples
+from ltr_sidecar.data.datasets import Example, load_examples
 
 
 @dataclass(frozen=True)

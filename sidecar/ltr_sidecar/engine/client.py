@@ -22,12 +22,12 @@ from typing import Any
 
 import aiohttp
 
-from ltr_sidecar.server.types import ErrorCode, SidecarError
+from ltr_sidecar.errors import ErrorCode, SidecarError
+from ltr_sidecar.sampling import SamplingParams
 
 log = logging.getLogger(__name__)
 
 API_PATHS = {"completions": "/v1/completions", "chat": "/v1/chat/completions"}
-STANDARD_SAMPLING = ("temperature", "top_p", "stop", "seed", "presence_penalty", "frequency_penalty")
 VENDOR_FIELDS = ("top_k", "ignore_eos", "priority")
 FINISH_REASONS = {"stop", "length", "cancelled", "error"}
 
@@ -40,7 +40,7 @@ class EngineRequest:
     max_tokens: int
     prompt: str | None = None
     messages: list[dict[str, str]] | None = None
-    sampling: dict[str, Any] = field(default_factory=dict)
+    sampling: SamplingParams = field(default_factory=SamplingParams)
     priority: int | None = None  # vLLM priority (lower = earlier); None = not sent
     request_id: str = ""
 
@@ -76,15 +76,9 @@ def build_body(req: EngineRequest, *, vendor_fields: bool = True, chat: bool = F
         body["messages"] = [{"role": "user", "content": req.prompt or ""}]
     else:
         body["prompt"] = req.prompt or ""
-    for key in STANDARD_SAMPLING:
-        value = req.sampling.get(key)
-        if value is not None and value != []:
-            body[key] = value
+    body.update(req.sampling.standard_fields())
     if vendor_fields:
-        if req.sampling.get("top_k"):
-            body["top_k"] = int(req.sampling["top_k"])
-        if req.sampling.get("ignore_eos"):
-            body["ignore_eos"] = True
+        body.update(req.sampling.vendor_fields())
         if req.priority is not None:
             body["priority"] = int(req.priority)
     return body

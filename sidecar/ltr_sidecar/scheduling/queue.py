@@ -16,30 +16,13 @@ import heapq
 import itertools
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from typing import Any
 
+from ltr_sidecar.scheduling.item import QueueItem
 from ltr_sidecar.scheduling.policies import Policy, get_policy
 
 
 class QueueFullError(Exception):
     """The queue holds max_length requests already (maps to RESOURCE_EXHAUSTED / HTTP 429)."""
-
-
-@dataclass(eq=False)
-class QueueItem:
-    """One queued request. `payload` is opaque to the queue (the sidecar's request state)."""
-
-    request_id: str
-    arrival: float
-    score: float = 0.0
-    priority: int = 0
-    expected_output_tokens: int | None = None
-    payload: Any = None
-    seq: int = 0
-    promoted: bool = False
-    removed: bool = field(default=False, repr=False)
-    key: tuple[float, ...] = field(default=(), repr=False)
 
 
 class _Band:

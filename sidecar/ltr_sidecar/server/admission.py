@@ -46,7 +46,7 @@ class Admission:
                               or max_concurrency < 1):
             raise ValueError(f"max_concurrency must be 'auto' or an integer >= 1, got {max_concurrency!r}")
         self.tuning = tuning
-        self.limit = tuning.initial if self.auto else int(max_concurrency)  # type: ignore[arg-type]
+        self.limit = tuning.initial if self.auto else int(max_concurrency)
         self.baseline_ttft: float | None = None
         self._samples: list[float] = []
         self._tpot: deque[float] = deque(maxlen=64)

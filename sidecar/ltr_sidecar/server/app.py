@@ -126,6 +126,9 @@ class SidecarApp:
         except ConfigError as exc:
             log.error("config file changed but is invalid, keeping the running config: %s", exc)
             return False
+        changed = self.core.config.restart_keys_changed(new)
+        if changed:
+            log.warning("config keys %s changed; they take effect on restart", changed)
         return await self.core.reload_from_config(new)
 
     async def _watch_config(self) -> None:

@@ -20,8 +20,12 @@ from grpc_reflection.v1alpha import reflection
 
 from ltr.v1 import scheduler_pb2 as pb
 from ltr.v1 import scheduler_pb2_grpc as pb_grpc
-from ltr_sidecar.server.core import PredictorStatus, QueueSnapshot, SchedulerCore
-from ltr_sidecar.server.types import FinalResult, SidecarError, SubmitRequest, TokenChunk
+from ltr_sidecar.errors import SidecarError
+from ltr.contract import Outcome
+from ltr_sidecar.sampling import NUMERIC_BOUNDS, SamplingParams
+from ltr_sidecar.server.core import SchedulerCore
+from ltr_sidecar.server.types import FinalResult, PredictorStatus, QueueSnapshot, SubmitRequest, TokenChunk
+from ltr_sidecar.server.validation import validate_request
 
 SCHEDULER = pb.DESCRIPTOR.services_by_name["Scheduler"].full_name
 PREDICTOR_ADMIN = pb.DESCRIPTOR.services_by_name["PredictorAdmin"].full_name
@@ -29,7 +33,7 @@ SERVICE_NAMES = (SCHEDULER, PREDICTOR_ADMIN, health_pb2.DESCRIPTOR.services_by_n
                  reflection.SERVICE_NAME)
 FINISH = {"stop": pb.FINISH_REASON_STOP, "length": pb.FINISH_REASON_LENGTH,
           "cancelled": pb.FINISH_REASON_CANCELLED, "error": pb.FINISH_REASON_ERROR}
-SAMPLING_OPTIONAL = ("temperature", "top_p", "top_k", "seed", "presence_penalty", "frequency_penalty")
+SAMPLING_OPTIONAL = tuple(NUMERIC_BOUNDS)  # proto3 `optional` fields of ltr.v1.SamplingParams
 
 
 # -- translation (pure) -----------------------------------------------------------------------------
@@ -48,7 +52,8 @@ def timestamp(unix_s: float | None) -> timestamp_pb2.Timestamp | None:
 
 
 def to_submit(msg: pb.GenerateRequest, time_remaining: float | None = None) -> SubmitRequest:
-    """GenerateRequest → SubmitRequest. The gRPC call deadline also bounds the queue wait."""
+    """GenerateRequest → SubmitRequest (SidecarError for bad sampling values). The gRPC call deadline
+    also bounds the queue wait."""
     which = msg.WhichOneof("input")
     sampling: dict[str, Any] = {}
     if msg.HasField("sampling"):
@@ -70,7 +75,7 @@ def to_submit(msg: pb.GenerateRequest, time_remaining: float | None = None) -> S
         prompt=msg.prompt if which == "prompt" else None,
         messages=[{"role": m.role, "content": m.content} for m in msg.chat.messages]
         if which == "chat" else None,
-        sampling=sampling, priority=msg.priority, deadline=deadline,
+        sampling=SamplingParams.parse(sampling, prefix="sampling."), priority=msg.priority, deadline=deadline,
         expected_output_tokens=msg.expected_output_tokens if msg.HasField("expected_output_tokens") else None,
         model=msg.model or None, no_trace=msg.no_trace)
 
@@ -117,7 +122,13 @@ class SchedulerService(pb_grpc.SchedulerServicer):
 
     async def Generate(self, request: pb.GenerateRequest,
                        context: grpc.aio.ServicerContext) -> AsyncIterator[pb.GenerateResponse]:
-        sub = to_submit(request, context.time_remaining())
+        try:
+            sub = to_submit(request, context.time_remaining())
+            validate_request(sub, self.core.limits)
+        except SidecarError as exc:
+            self.core.metrics.request_finished(Outcome.INVALID)
+            await _abort(context, exc)
+            return
         try:
             async with contextlib.aclosing(self.core.submit(sub)) as events:
                 async for ev in events:

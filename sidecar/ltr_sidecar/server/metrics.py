@@ -14,11 +14,11 @@ from collections import deque
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
-from ltr_sidecar.predictor.metrics import kendall_tau_b
+from ltr.contract import Outcome
+from ltr_sidecar.stats import kendall_tau_b
 
 #: `ltr_requests_total{outcome}` label values (all exported from the start, at 0).
-OUTCOMES: tuple[str, ...] = ("ok", "error", "cancelled", "rejected_full", "invalid", "deadline",
-                             "unavailable")
+OUTCOMES: tuple[str, ...] = tuple(o.value for o in Outcome)
 
 #: Fewer completions than this → the online τ reads 0 (too few pairs to mean anything).
 MIN_TAU_SAMPLES = 10
@@ -51,7 +51,7 @@ class SidecarMetrics:
                                buckets=QUEUE_WAIT_BUCKETS, registry=r)
         self._requests = Counter("ltr_requests_total", "Finished requests by outcome.", ["outcome"],
                                  registry=r)
-        self._outcome_children = {o: self._requests.labels(outcome=o) for o in OUTCOMES}
+        self._outcome_children = {o: self._requests.labels(outcome=o.value) for o in Outcome}
         self._promotions = Counter("ltr_starvation_promotions_total",
                                    "Requests promoted by starvation prevention.", registry=r)
         self._scoring = Histogram("ltr_scoring_seconds", "Predictor latency per scoring batch.",
@@ -98,12 +98,9 @@ class SidecarMetrics:
         """A request left the queue for the engine after waiting `wait_s` seconds."""
         self._wait.observe(max(0.0, wait_s))
 
-    def request_finished(self, outcome: str) -> None:
-        """Count a finished request; `outcome` is one of OUTCOMES (ValueError otherwise)."""
-        child = self._outcome_children.get(outcome)
-        if child is None:
-            raise ValueError(f"unknown request outcome {outcome!r}; expected one of {', '.join(OUTCOMES)}")
-        child.inc()
+    def request_finished(self, outcome: Outcome) -> None:
+        """Count a finished request (ValueError for a value that is not an `Outcome`)."""
+        self._outcome_children[Outcome(outcome)].inc()
 
     def starvation_promoted(self, n: int = 1) -> None:
         if n > 0:

@@ -1,0 +1,1 @@
+"""Training predictors: objectives (ListMLE, buckets), the training loop, the train pipeline, consensus targets."""
