@@ -7,8 +7,11 @@ import ast
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-ROOTS = {"ltr": REPO / "sidecar" / "ltr", "ltr_sidecar": REPO / "sidecar" / "ltr_sidecar",
-         "ltr_operator": REPO / "operator" / "ltr_operator"}
+ROOTS = {
+    "ltr": REPO / "sidecar" / "ltr",
+    "ltr_sidecar": REPO / "sidecar" / "ltr_sidecar",
+    "ltr_operator": REPO / "operator" / "ltr_operator",
+}
 
 #: Bottom to top. A group may import its own modules and any group of a LOWER layer, nothing else.
 LAYERS: tuple[tuple[str, ...], ...] = (
@@ -27,8 +30,11 @@ LAYERS: tuple[tuple[str, ...], ...] = (
 #: The operator image has no torch: it may use the shared contract and the generated API only.
 OPERATOR_ALLOWED = ("ltr.contract", "ltr.v1", "ltr_operator")
 #: Package roots that only re-export (they belong to the group of what they re-export).
-ALIASES = {"ltr_sidecar.predictor": "ltr_sidecar.predictor.runtime", "ltr": "ltr.contract",
-           "ltr_sidecar": "ltr_sidecar.errors"}
+ALIASES = {
+    "ltr_sidecar.predictor": "ltr_sidecar.predictor.runtime",
+    "ltr": "ltr.contract",
+    "ltr_sidecar": "ltr_sidecar.errors",
+}
 
 
 def _modules() -> dict[str, Path]:
@@ -81,7 +87,9 @@ def graph() -> dict[str, set[str]]:
 def test_every_module_is_in_a_layer() -> None:
     groups = {g for layer in LAYERS for g in layer}
     unplaced = sorted(m for m in graph() if _group(m) not in groups)
-    assert not unplaced, f"modules outside every layer (add them to LAYERS and docs/architecture.md): {unplaced}"
+    assert not unplaced, (
+        f"modules outside every layer (add them to LAYERS and docs/architecture.md): {unplaced}"
+    )
 
 
 def test_imports_point_down() -> None:
@@ -110,7 +118,7 @@ def test_no_import_cycles() -> None:
         stack.append(m)
         for t in sorted(g.get(m, ())):
             if state.get(t) == 1:
-                cycles.append([*stack[stack.index(t):], t])
+                cycles.append([*stack[stack.index(t) :], t])
             elif t not in state:
                 visit(t)
         stack.pop()

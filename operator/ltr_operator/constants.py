@@ -1,5 +1,5 @@
 """Operator-side names. The CRD's identity, labels, annotations and mount paths are `ltr.contract`'s
-(re-exported here so the operator's modules read `c.NAME`); only the condition types are the operator's own."""
+(re-exported here so the operator's modules read `c.NAME`); only the condition types are its own."""
 
 from __future__ import annotations
 

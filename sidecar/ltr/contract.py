@@ -73,8 +73,9 @@ def parse_duration(text: str) -> float:
         return 0.0
     parts = _DURATION_PART.findall(s)
     if not parts or "".join(n + u for n, u in parts) != s:
-        raise ValueError(f"{text!r} is not a duration such as 5s, 250ms or 1h30m (Go duration units: "
-                         "ns, us, ms, s, m, h)")
+        raise ValueError(
+            f"{text!r} is not a duration such as 5s, 250ms or 1h30m (Go duration units: ns, us, ms, s, m, h)"
+        )
     seconds = sum(float(n) * _DURATION_UNITS[u] for n, u in parts)
     if not math.isfinite(seconds):
         raise ValueError(f"{text!r} is too large a duration")

@@ -92,7 +92,11 @@ def _invalid(message: str) -> SidecarError:
 
 def _number(name: str, value: Any, low: float, high: float, integer: bool, open_low: bool) -> float | int:
     kind = "an integer" if integer else "a finite number"
-    if isinstance(value, bool) or not isinstance(value, int | float) or (integer and not isinstance(value, int)):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or (integer and not isinstance(value, int))
+    ):
         raise _invalid(f"'{name}' must be {kind}, got {value!r}"[:200])
     if not integer and not math.isfinite(value):
         raise _invalid(f"'{name}' must be {kind}, got {value!r}")

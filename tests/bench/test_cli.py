@@ -13,8 +13,12 @@ from ltr_sidecar.bench.cli import main as bench_main
 from ltr_sidecar.bench.policies import POLICY_NAMES
 from ltr_sidecar.predictor.runtime.registry import bundled_predictor_path
 
-CONTRACT_KEYS = ("mean_per_token_latency_s", "p90_per_token_latency_s", "max_waiting_time_s",
-                 "throughput_tok_s")
+CONTRACT_KEYS = (
+    "mean_per_token_latency_s",
+    "p90_per_token_latency_s",
+    "max_waiting_time_s",
+    "throughput_tok_s",
+)
 
 
 def check_contract(doc: dict, names: tuple[str, ...]) -> None:
@@ -38,21 +42,40 @@ def data_file(tmp_path: Path) -> Path:
     return path
 
 
-def test_sim_json_contract_and_report_files(tmp_path: Path, data_file: Path,
-                                            capsys: pytest.CaptureFixture[str]) -> None:
+def test_sim_json_contract_and_report_files(
+    tmp_path: Path, data_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "r.json"
     names = ("fcfs", "ltr", "oracle", "prompt-length")
-    code = ltr_main(["bench", "--engine", "sim", "--data", str(data_file), "--rates", "1,100",
-                     "--duration", "30", "--policies", ",".join(names),
-                     "--predictor", str(bundled_predictor_path()),
-                     "--json", str(out), "--out-dir", str(tmp_path / "res")])
+    code = ltr_main(
+        [
+            "bench",
+            "--engine",
+            "sim",
+            "--data",
+            str(data_file),
+            "--rates",
+            "1,100",
+            "--duration",
+            "30",
+            "--policies",
+            ",".join(names),
+            "--predictor",
+            str(bundled_predictor_path()),
+            "--json",
+            str(out),
+            "--out-dir",
+            str(tmp_path / "res"),
+        ]
+    )
     assert code == 0
     doc = json.loads(out.read_text())
     check_contract(doc, names)
     assert [row["rate"] for row in doc["sweep"]] == [1.0, 100.0]
     low, high = (row["policies"] for row in doc["sweep"])
-    assert low["oracle"]["mean_per_token_latency_s"] == pytest.approx(low["fcfs"]["mean_per_token_latency_s"],
-                                                                      rel=0.02)
+    assert low["oracle"]["mean_per_token_latency_s"] == pytest.approx(
+        low["fcfs"]["mean_per_token_latency_s"], rel=0.02
+    )
     assert high["oracle"]["mean_per_token_latency_s"] < 0.7 * high["fcfs"]["mean_per_token_latency_s"]
     assert high["prompt-length"]["mean_per_token_latency_s"] < high["fcfs"]["mean_per_token_latency_s"]
     assert doc["policies"] == high
@@ -61,14 +84,18 @@ def test_sim_json_contract_and_report_files(tmp_path: Path, data_file: Path,
     assert "| fcfs |" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize(("argv", "message"), [
-    (["--policies", "fcfs,sjf"], "unknown policy sjf"),
-    (["--data", "/nonexistent/x.jsonl"], "does not exist"),
-    (["--engine", "ftp://x", "--data", "{data}", "--policies", "fcfs"], "--engine must be"),
-    (["--arrivals", "trace", "--data", "{data}", "--policies", "fcfs"], "--trace"),
-])
-def test_bad_input_is_a_clear_error(argv: list[str], message: str, data_file: Path, tmp_path: Path,
-                                    capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--policies", "fcfs,sjf"], "unknown policy sjf"),
+        (["--data", "/nonexistent/x.jsonl"], "does not exist"),
+        (["--engine", "ftp://x", "--data", "{data}", "--policies", "fcfs"], "--engine must be"),
+        (["--arrivals", "trace", "--data", "{data}", "--policies", "fcfs"], "--trace"),
+    ],
+)
+def test_bad_input_is_a_clear_error(
+    argv: list[str], message: str, data_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     argv = [a.replace("{data}", str(data_file)) for a in argv]
     assert bench_main([*argv, "--out-dir", str(tmp_path), "--requests", "5"]) == 2
     assert message in capsys.readouterr().err

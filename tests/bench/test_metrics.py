@@ -9,8 +9,9 @@ from ltr_sidecar.bench.metrics import RequestResult, add_ratios, average_metrics
 
 def test_per_token_latency_and_waiting_time_by_hand() -> None:
     # arrives at 1.0, first token at 3.0, done at 6.0 with 4 tokens, largest gap 1.5 s
-    r = RequestResult("a", arrival_s=1.0, first_token_s=3.0, finish_s=6.0, output_tokens=4,
-                      max_token_gap_s=1.5)
+    r = RequestResult(
+        "a", arrival_s=1.0, first_token_s=3.0, finish_s=6.0, output_tokens=4, max_token_gap_s=1.5
+    )
     assert r.latency_s == 5.0
     assert r.ttft_s == 2.0
     assert r.per_token_latency_s == pytest.approx(1.25)
@@ -21,8 +22,8 @@ def test_per_token_latency_and_waiting_time_by_hand() -> None:
 
 def test_summarize_by_hand() -> None:
     results = [
-        RequestResult("a", 0.0, 1.0, 2.0, 2),   # 1.0 s/token
-        RequestResult("b", 1.0, 2.0, 5.0, 1),   # 4.0 s/token, TTFT 1
+        RequestResult("a", 0.0, 1.0, 2.0, 2),  # 1.0 s/token
+        RequestResult("b", 1.0, 2.0, 5.0, 1),  # 4.0 s/token, TTFT 1
         RequestResult("c", 2.0, 6.0, 12.0, 10, max_token_gap_s=5.0),  # 1.0 s/token, TTFT 4, wait 5
         RequestResult("d", 3.0, 3.0, 3.0, 1, ok=False, error="boom"),  # excluded
     ]
@@ -51,8 +52,11 @@ def test_summarize_rejects_all_failed() -> None:
 
 
 def test_ratios_to_fcfs_and_oracle() -> None:
-    pol = {"fcfs": {"mean_per_token_latency_s": 4.0}, "ltr": {"mean_per_token_latency_s": 1.0},
-           "oracle": {"mean_per_token_latency_s": 0.8}}
+    pol = {
+        "fcfs": {"mean_per_token_latency_s": 4.0},
+        "ltr": {"mean_per_token_latency_s": 1.0},
+        "oracle": {"mean_per_token_latency_s": 0.8},
+    }
     add_ratios(pol)
     assert pol["ltr"]["ratio_to_fcfs"] == pytest.approx(0.25)
     assert pol["ltr"]["ratio_to_oracle"] == pytest.approx(1.25)
@@ -60,8 +64,10 @@ def test_ratios_to_fcfs_and_oracle() -> None:
 
 
 def test_average_metrics_means_rates_and_sums_counts() -> None:
-    runs = [{"mean_per_token_latency_s": 1.0, "requests": 10.0, "failed": 0.0},
-            {"mean_per_token_latency_s": 3.0, "requests": 10.0, "failed": 1.0}]
+    runs = [
+        {"mean_per_token_latency_s": 1.0, "requests": 10.0, "failed": 0.0},
+        {"mean_per_token_latency_s": 3.0, "requests": 10.0, "failed": 1.0},
+    ]
     avg = average_metrics(runs)
     assert avg == {"mean_per_token_latency_s": 2.0, "requests": 20.0, "failed": 1.0}
     with pytest.raises(ValueError):

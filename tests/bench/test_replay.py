@@ -30,8 +30,12 @@ def engine(tiny_model_dir: Path) -> Iterator[tuple[str, str]]:
 
 def burst() -> list[WorkItem]:
     """r0 first, the rest 50 ms later while r0 runs: they queue, and the policy orders them."""
-    return [WorkItem(f"r{i}", f"prompt number {i} " + "word " * (3 * i + 1), n,
-                     0.0 if i == 0 else 0.05 + 0.002 * i, 8) for i, n in enumerate(LENGTHS)]
+    return [
+        WorkItem(
+            f"r{i}", f"prompt number {i} " + "word " * (3 * i + 1), n, 0.0 if i == 0 else 0.05 + 0.002 * i, 8
+        )
+        for i, n in enumerate(LENGTHS)
+    ]
 
 
 def completion_order(results: list) -> list[str]:
@@ -42,14 +46,17 @@ def test_fcfs_and_oracle_order_through_the_real_sidecar(engine: tuple[str, str])
     url, model = engine
     items = burst()
     fcfs_pol, oracle_pol = select_policies(["fcfs", "oracle"])
-    fcfs = run_policy(url, model, fcfs_pol, None, items, max_concurrency=1, starvation_threshold_s=0,
-                      warmup=2)
-    oracle = run_policy(url, model, oracle_pol, None, items, max_concurrency=1, starvation_threshold_s=0,
-                        warmup=0)
+    fcfs = run_policy(
+        url, model, fcfs_pol, None, items, max_concurrency=1, starvation_threshold_s=0, warmup=2
+    )
+    oracle = run_policy(
+        url, model, oracle_pol, None, items, max_concurrency=1, starvation_threshold_s=0, warmup=0
+    )
     for results in (fcfs, oracle):
         assert all(r.ok for r in results), [r.error for r in results if not r.ok]
         assert [r.output_tokens for r in sorted(results, key=lambda r: r.request_id)] == [
-            w.output_tokens for w in sorted(items, key=lambda w: w.request_id)]
+            w.output_tokens for w in sorted(items, key=lambda w: w.request_id)
+        ]
     assert completion_order(fcfs) == [w.request_id for w in items]
     expected = ["r0"] + [w.request_id for w in sorted(items[1:], key=lambda w: w.output_tokens)]
     assert completion_order(oracle) == expected
@@ -61,8 +68,9 @@ def test_predictor_scores_order_the_queue(engine: tuple[str, str]) -> None:
     url, model = engine
     items = burst()
     pol = select_policies(["prompt-length"])[0]
-    res = run_policy(url, model, pol, PromptLengthPredictor(), items, max_concurrency=1,
-                     starvation_threshold_s=0, warmup=0)
+    res = run_policy(
+        url, model, pol, PromptLengthPredictor(), items, max_concurrency=1, starvation_threshold_s=0, warmup=0
+    )
     assert all(r.ok for r in res)
     assert completion_order(res) == [w.request_id for w in items]
     assert all(r.max_waiting_time_s >= r.ttft_s > 0 for r in res)

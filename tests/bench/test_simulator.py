@@ -40,8 +40,9 @@ def test_step_time_grows_with_batch_and_context() -> None:
 
 
 @pytest.mark.parametrize("policy", ["fcfs", "ltr", "oracle"])
-def test_conservation_every_request_finishes_with_its_tokens(synthetic_examples: list[Example],
-                                                              policy: str) -> None:
+def test_conservation_every_request_finishes_with_its_tokens(
+    synthetic_examples: list[Example], policy: str
+) -> None:
     items = poisson_workload(synthetic_examples, rate=60.0, n=600, seed=4)
     sim = simulate(items, A100, policy, scores=noisy_scores(items))
     assert len(sim.results) == len(items)
@@ -120,14 +121,17 @@ def test_shipped_step_tables_match_vidur_profiles(shared_data: Path) -> None:
     import csv
     import statistics
 
-    for name, table in (("a100_Meta-Llama-3-8B_mlp.csv", A100_LLAMA3_8B_LINEAR_MS),
-                        ("h100_Llama-2-7b-hf_mlp.csv", H100_LLAMA2_7B_LINEAR_MS)):
+    for name, table in (
+        ("a100_Meta-Llama-3-8B_mlp.csv", A100_LLAMA3_8B_LINEAR_MS),
+        ("h100_Llama-2-7b-hf_mlp.csv", H100_LLAMA2_7B_LINEAR_MS),
+    ):
         with (shared_data / "vidur-profiling" / name).open() as fh:
             rows = [r for r in csv.DictReader(fh) if r["num_tensor_parallel_workers"] == "1"]
         ops = sorted({k.split(".")[1] for k in rows[0] if k.startswith("time_stats")} - {"emb"})
         by_tokens: dict[int, list[float]] = {}
         for r in rows:
             by_tokens.setdefault(int(r["num_tokens"]), []).append(
-                sum(float(r[f"time_stats.{op}.median"]) for op in ops))
+                sum(float(r[f"time_stats.{op}.median"]) for op in ops)
+            )
         for tokens, ms in table:
             assert statistics.mean(by_tokens[tokens]) == pytest.approx(ms, abs=1e-3), (name, tokens)

@@ -48,8 +48,10 @@ def test_poisson_workload_items(synthetic_examples: list[Example]) -> None:
 
 def test_trace_matching_by_length_rank(tmp_path: Path) -> None:
     trace_file = tmp_path / "trace.jsonl"
-    rows = [{"timestamp": 10.0 + i, "input_tokens": 100, "output_tokens": out}
-            for i, out in enumerate([500, 20, 300, 80, 1000])]
+    rows = [
+        {"timestamp": 10.0 + i, "input_tokens": 100, "output_tokens": out}
+        for i, out in enumerate([500, 20, 300, 80, 1000])
+    ]
     trace_file.write_text("\n".join(json.dumps(r) for r in reversed(rows)) + "\n")
     trace = load_trace(trace_file)
     assert [r["timestamp"] for r in trace] == sorted(r["timestamp"] for r in trace)

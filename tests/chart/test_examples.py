@@ -43,8 +43,9 @@ def validator(schema: dict[str, Any]) -> OAS30Validator:
     return OAS30Validator(strict_schema(schema), format_checker=oas30_format_checker)
 
 
-def problems(obj: dict[str, Any], crd: dict[str, Any], schema: dict[str, Any], validator: OAS30Validator
-             ) -> list[str]:
+def problems(
+    obj: dict[str, Any], crd: dict[str, Any], schema: dict[str, Any], validator: OAS30Validator
+) -> list[str]:
     """Everything the API server would reject: identity, schema (strict), then CEL on the defaulted object."""
     out = []
     api_version, kind = f"{crd['spec']['group']}/{CRD_VERSION}", crd["spec"]["names"]["kind"]
@@ -61,8 +62,9 @@ def test_examples_exist() -> None:
 
 
 @pytest.mark.parametrize("path", EXAMPLE_FILES, ids=lambda p: p.name)
-def test_example_validates_against_crd(path: Path, crd: dict[str, Any], schema: dict[str, Any],
-                                       validator: OAS30Validator) -> None:
+def test_example_validates_against_crd(
+    path: Path, crd: dict[str, Any], schema: dict[str, Any], validator: OAS30Validator
+) -> None:
     docs = load_yaml_docs(path)
     assert docs, f"{path.name} holds no manifest"
     for obj in docs:
@@ -83,14 +85,21 @@ def _gpus(spec: dict[str, Any]) -> int:
 
 def test_examples_cover_the_documented_scenarios() -> None:
     specs = _specs()
-    minimal = [n for n, s in specs.items()
-               if s["model"].get("engine", "vllm") == "vllm" and "Llama-3-8B-Instruct" in s["model"]["name"]
-               and _gpus(s) == 1 and s.get("replicas", 1) == 1]
-    cpu_only = [n for n, s in specs.items()
-                if _gpus(s) == 0 and "nvidia.com/gpu" not in str(s)]
-    canary = [n for n, s in specs.items()
-              if s.get("predictor", {}).get("rollout", {}).get("strategy") == "Canary"
-              and s.get("retraining", {}).get("enabled") is True]
+    minimal = [
+        n
+        for n, s in specs.items()
+        if s["model"].get("engine", "vllm") == "vllm"
+        and "Llama-3-8B-Instruct" in s["model"]["name"]
+        and _gpus(s) == 1
+        and s.get("replicas", 1) == 1
+    ]
+    cpu_only = [n for n, s in specs.items() if _gpus(s) == 0 and "nvidia.com/gpu" not in str(s)]
+    canary = [
+        n
+        for n, s in specs.items()
+        if s.get("predictor", {}).get("rollout", {}).get("strategy") == "Canary"
+        and s.get("retraining", {}).get("enabled") is True
+    ]
     assert minimal, "no minimal vLLM + Llama-3-8B-Instruct on 1 GPU example"
     assert cpu_only, "no CPU-only example"
     assert canary, "no canary rollout + retraining example"
@@ -106,16 +115,31 @@ def test_examples_cover_the_documented_scenarios() -> None:
         (lambda s: s.setdefault("scheduler", {}).update(maxConcurrency=0), "maxConcurrency"),
         (lambda s: s.setdefault("predictor", {}).update(version="v3"), "predictor.store"),
         (lambda s: s.update(retraining={"enabled": True}), "predictor.store"),
-        (lambda s: s.update(predictor={"store": {"size": "1Gi"},
-                                       "rollout": {"strategy": "Canary", "canaryReplicas": 3}}),
-         "canaryReplicas"),
+        (
+            lambda s: s.update(
+                predictor={"store": {"size": "1Gi"}, "rollout": {"strategy": "Canary", "canaryReplicas": 3}}
+            ),
+            "canaryReplicas",
+        ),
     ],
-    ids=["unknown-top", "unknown-nested", "bad-enum", "negative", "cel-int-or-auto", "cel-pin-needs-store",
-         "cel-retrain-needs-store", "cel-canary-exceeds-replicas"],
+    ids=[
+        "unknown-top",
+        "unknown-nested",
+        "bad-enum",
+        "negative",
+        "cel-int-or-auto",
+        "cel-pin-needs-store",
+        "cel-retrain-needs-store",
+        "cel-canary-exceeds-replicas",
+    ],
 )
-def test_validation_rejects_broken_examples(mutate: Callable[[dict[str, Any]], None], expected: str,
-                                            crd: dict[str, Any], schema: dict[str, Any],
-                                            validator: OAS30Validator) -> None:
+def test_validation_rejects_broken_examples(
+    mutate: Callable[[dict[str, Any]], None],
+    expected: str,
+    crd: dict[str, Any],
+    schema: dict[str, Any],
+    validator: OAS30Validator,
+) -> None:
     obj = copy.deepcopy(load_yaml_docs(EXAMPLES_DIR / "llama3-8b-vllm-gpu.yaml")[0])
     mutate(obj["spec"])
     found = problems(obj, crd, schema, validator)

@@ -55,8 +55,13 @@ def dockerignore_excludes(patterns: list[str], path: str) -> bool:
         pat = pattern[1:] if negate else pattern
         pat = pat.strip().strip("/")
         regex = re.compile(
-            "^" + "".join(".*" if tok == "**" else "[^/]*" if tok == "*" else "[^/]" if tok == "?"
-                          else re.escape(tok) for tok in re.split(r"(\*\*|\*|\?)", pat) if tok) + "$"
+            "^"
+            + "".join(
+                ".*" if tok == "**" else "[^/]*" if tok == "*" else "[^/]" if tok == "?" else re.escape(tok)
+                for tok in re.split(r"(\*\*|\*|\?)", pat)
+                if tok
+            )
+            + "$"
         )
         if any(regex.match(c) for c in candidates):
             excluded = not negate
@@ -89,12 +94,13 @@ def test_dockerfile_base_images_are_pinned(image: str) -> None:
 @pytest.mark.parametrize("image", sorted(DOCKERFILES))
 def test_dockerfile_runs_as_non_root(image: str) -> None:
     instrs = instructions(DOCKERFILES[image])
-    final = instrs[max(i for i, (ins, _) in enumerate(instrs) if ins == "FROM"):]
+    final = instrs[max(i for i, (ins, _) in enumerate(instrs) if ins == "FROM") :]
     users = [a for ins, a in final if ins == "USER"]
     assert users, f"{image}: final stage has no USER"
     uid = users[-1].split(":")[0]
     assert uid.isdigit() and int(uid) == NON_ROOT_UID, (
-        f"{image}: USER must be the numeric non-root uid {NON_ROOT_UID} (runAsNonRoot can verify it)")
+        f"{image}: USER must be the numeric non-root uid {NON_ROOT_UID} (runAsNonRoot can verify it)"
+    )
     assert any(ins == "ENTRYPOINT" and "ltr" in a for ins, a in final), f"{image}: entrypoint is not `ltr`"
     assert not any(ins == "ADD" for ins, _ in instrs), f"{image}: use COPY, not ADD"
     assert any(ins == "COPY" and "--from=build" in a for ins, a in final), f"{image}: not multi-stage"
@@ -113,8 +119,17 @@ def test_dockerfile_copy_sources_exist_and_are_in_context(image: str, ignore_pat
 
 
 def test_dockerignore_keeps_local_state_out(ignore_patterns: list[str]) -> None:
-    for path in [".venv/bin/python", ".tools/bin/helm", ".git/HEAD", "data/x.jsonl", "../shared",
-                 "sidecar/ltr_sidecar/__pycache__/x.pyc", "runs/out.json", "demo-out/a", "tests/conftest.py"]:
+    for path in [
+        ".venv/bin/python",
+        ".tools/bin/helm",
+        ".git/HEAD",
+        "data/x.jsonl",
+        "../shared",
+        "sidecar/ltr_sidecar/__pycache__/x.pyc",
+        "runs/out.json",
+        "demo-out/a",
+        "tests/conftest.py",
+    ]:
         assert dockerignore_excludes(ignore_patterns, path), f".dockerignore lets {path} into the context"
     for path in ["pyproject.toml", "sidecar/ltr/cli.py", "operator/ltr_operator/__init__.py"]:
         assert not dockerignore_excludes(ignore_patterns, path), f".dockerignore drops {path}"
@@ -222,8 +237,9 @@ def test_sidecar_image_has_every_distribution_the_sidecar_imports() -> None:
         pytest.fail(f"sidecar entry points missing: {absent}")
     deps = image_requirements.dependencies(REPO_ROOT / "pyproject.toml")
     args = arg_defaults(instructions(DOCKERFILES["sidecar"]))
-    provided = {image_requirements.requirement_name(r)
-                for r in image_requirements.image_requirements("sidecar", deps)}
+    provided = {
+        image_requirements.requirement_name(r) for r in image_requirements.image_requirements("sidecar", deps)
+    }
     provided |= {"torch", image_requirements.requirement_name(args["MINILM_PACKAGE"])}
     missing = _missing_distributions(roots, provided)
     assert not missing, f"sidecar image lacks: {missing}"
@@ -254,8 +270,9 @@ def test_sidecar_image_command_matches_operator_and_sidecar_cli() -> None:
     assert command == ["ltr", "sidecar", "--config", f"{c.CONFIG_DIR}/{c.CONFIG_KEY}"]
     assert sidecar_cli.build_parser().parse_args(command[2:]).config == f"{c.CONFIG_DIR}/{c.CONFIG_KEY}"
     spec = parse_spec({"model": {"name": "m", "image": "engine:1"}})
-    deployment = builders.build_deployment(builders.Owner("x", "ns", "uid"), spec,
-                                           builders.Inputs("engine:1", "sidecar:1", ""))
+    deployment = builders.build_deployment(
+        builders.Owner("x", "ns", "uid"), spec, builders.Inputs("engine:1", "sidecar:1", "")
+    )
     (sidecar,) = [ct for ct in deployment["spec"]["template"]["spec"]["containers"] if ct["name"] != "engine"]
     assert sidecar["command"] + sidecar["args"] == command
     exposed = {int(p) for a in (a for i, a in instrs if i == "EXPOSE") for p in a.split()}

@@ -33,9 +33,12 @@ def test_rendered_args_parse_with_the_operator_cli(render: Renderer, values_file
     manifests = render(None, values_file) if values_file else render()
     container = operator_container(manifests)
     args = cli.build_parser().parse_args(container["args"])
-    cfg = OperatorConfig(sidecar_image=args.sidecar_image,
-                         default_engine_images=dict(args.default_engine_image),
-                         namespaces=tuple(args.namespace), resync_seconds=args.resync_seconds)
+    cfg = OperatorConfig(
+        sidecar_image=args.sidecar_image,
+        default_engine_images=dict(args.default_engine_image),
+        namespaces=tuple(args.namespace),
+        resync_seconds=args.resync_seconds,
+    )
     assert args.standalone and args.peering is None
     assert cfg.sidecar_image and cfg.sidecar_image.rsplit(":", 1)[1]
     port = container["ports"][0]["containerPort"]
@@ -64,10 +67,14 @@ def test_operator_image_uid_matches_builders() -> None:
 
 
 @pytest.mark.parametrize("example", sorted(EXAMPLES_DIR.glob("*.yaml")), ids=lambda p: p.name)
-def test_example_children_validate(example: Path, render: Renderer,
-                                   capsys: pytest.CaptureFixture[str]) -> None:
-    chart_args = [a for a in operator_container(render())["args"]
-                  if a.startswith(("--sidecar-image=", "--default-engine-image="))]
+def test_example_children_validate(
+    example: Path, render: Renderer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    chart_args = [
+        a
+        for a in operator_container(render())["args"]
+        if a.startswith(("--sidecar-image=", "--default-engine-image="))
+    ]
     assert cli.main(["render", str(example), "--namespace", "llm", *chart_args]) == 0, capsys.readouterr().err
     children = [d for d in yaml.safe_load_all(capsys.readouterr().out) if d]
     assert {"Deployment", "Service", "ConfigMap"} <= {c["kind"] for c in children}

@@ -28,8 +28,9 @@ def test_kopf_rules_are_the_two_discovery_rules() -> None:
     assert CRD_DISCOVERY and NAMESPACE_DISCOVERY
 
 
-@pytest.mark.parametrize("values", [None, {"operator": {"watchNamespaces": WATCHED}}],
-                         ids=["cluster-wide", "namespaced"])
+@pytest.mark.parametrize(
+    "values", [None, {"operator": {"watchNamespaces": WATCHED}}], ids=["cluster-wide", "namespaced"]
+)
 def test_no_wildcards_and_no_peering(render: Renderer, values: dict[str, Any] | None) -> None:
     found = roles(render(values))
     assert found
@@ -49,11 +50,15 @@ def test_cluster_wide_grants_exactly_operator_rules(render: Renderer) -> None:
     # kopf lists namespaces only when it watches named namespaces, so cluster-wide needs no namespace rule.
     assert rule_triples(role["rules"]) == rule_triples(rbac.OPERATOR_RULES + CRD_DISCOVERY)
     (binding,) = by_kind(manifests, "ClusterRoleBinding")
-    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                                  "name": role["metadata"]["name"]}
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "ClusterRole",
+        "name": role["metadata"]["name"],
+    }
     (sa,) = by_kind(manifests, "ServiceAccount")
-    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": sa["metadata"]["name"],
-                                    "namespace": NAMESPACE}]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": sa["metadata"]["name"], "namespace": NAMESPACE}
+    ]
     (deployment,) = by_kind(manifests, "Deployment")
     assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == sa["metadata"]["name"]
 
@@ -68,7 +73,8 @@ def test_namespaced_mode_grants_operator_rules_only_in_watched_namespaces(render
     assert rule_triples(cluster_role["rules"]) == rule_triples(rbac.KOPF_RULES)
     bindings = by_kind(manifests, "RoleBinding")
     assert sorted((b["metadata"]["namespace"], b["roleRef"]["name"]) for b in bindings) == sorted(
-        (r["metadata"]["namespace"], r["metadata"]["name"]) for r in namespaced)
+        (r["metadata"]["namespace"], r["metadata"]["name"]) for r in namespaced
+    )
     (cluster_binding,) = by_kind(manifests, "ClusterRoleBinding")
     assert cluster_binding["roleRef"]["name"] == cluster_role["metadata"]["name"]
 

@@ -28,33 +28,53 @@ K8S_VERSION = "1.37.0"
 _DURATION: dict[str, Any] = {"type": "string", "pattern": "^([0-9]+(ms|s|m|h))+$"}
 _STRING_MAP: dict[str, Any] = {"type": "object", "additionalProperties": {"type": "string"}}
 _ENDPOINT: dict[str, Any] = {
-    "type": "object", "additionalProperties": False, "required": ["port"],
-    "properties": {"port": {"type": "string"}, "path": {"type": "string", "pattern": "^/"},
-                   "scheme": {"enum": ["http", "https"]}, "interval": _DURATION, "scrapeTimeout": _DURATION},
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["port"],
+    "properties": {
+        "port": {"type": "string"},
+        "path": {"type": "string", "pattern": "^/"},
+        "scheme": {"enum": ["http", "https"]},
+        "interval": _DURATION,
+        "scrapeTimeout": _DURATION,
+    },
 }
 _NAMESPACE_SELECTOR: dict[str, Any] = {
-    "type": "object", "additionalProperties": False,
-    "properties": {"any": {"type": "boolean"},
-                   "matchNames": {"type": "array", "minItems": 1, "items": {"type": "string"}}},
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "any": {"type": "boolean"},
+        "matchNames": {"type": "array", "minItems": 1, "items": {"type": "string"}},
+    },
     "oneOf": [{"required": ["any"]}, {"required": ["matchNames"]}],
 }
 SERVICE_MONITOR_SCHEMA: dict[str, Any] = {
-    "type": "object", "required": ["apiVersion", "kind", "metadata", "spec"], "additionalProperties": False,
+    "type": "object",
+    "required": ["apiVersion", "kind", "metadata", "spec"],
+    "additionalProperties": False,
     "properties": {
         "apiVersion": {"const": "monitoring.coreos.com/v1"},
         "kind": {"const": "ServiceMonitor"},
         "metadata": {
-            "type": "object", "required": ["name", "namespace"],
+            "type": "object",
+            "required": ["name", "namespace"],
             "properties": {
                 "name": {"type": "string", "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", "maxLength": 63},
-                "namespace": {"type": "string"}, "labels": _STRING_MAP,
+                "namespace": {"type": "string"},
+                "labels": _STRING_MAP,
             },
         },
         "spec": {
-            "type": "object", "required": ["selector", "endpoints"], "additionalProperties": False,
+            "type": "object",
+            "required": ["selector", "endpoints"],
+            "additionalProperties": False,
             "properties": {
-                "selector": {"type": "object", "additionalProperties": False, "required": ["matchLabels"],
-                             "properties": {"matchLabels": {**_STRING_MAP, "minProperties": 1}}},
+                "selector": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "required": ["matchLabels"],
+                    "properties": {"matchLabels": {**_STRING_MAP, "minProperties": 1}},
+                },
                 "namespaceSelector": _NAMESPACE_SELECTOR,
                 "endpoints": {"type": "array", "minItems": 1, "items": _ENDPOINT},
             },
@@ -137,8 +157,9 @@ def test_defaults(render: Renderer) -> None:
 
 
 def test_namespaced_values(render: Renderer) -> None:
-    manifests = render({"operator": {"watchNamespaces": ["team-a", "team-b"]},
-                        "serviceMonitor": {"enabled": True}})
+    manifests = render(
+        {"operator": {"watchNamespaces": ["team-a", "team-b"]}, "serviceMonitor": {"enabled": True}}
+    )
     (container,) = by_kind(manifests, "Deployment")[0]["spec"]["template"]["spec"]["containers"]
     assert "--namespace=team-a" in container["args"] and "--namespace=team-b" in container["args"]
     assert "--all-namespaces" not in container["args"]
@@ -153,8 +174,11 @@ def test_digest_and_existing_service_account(render: Renderer) -> None:
     pod = deployment["spec"]["template"]["spec"]
     assert pod["containers"][0]["image"] == f"ghcr.io/ltr-serving/ltr-operator@{digest}"
     assert pod["serviceAccountName"] == "ops" and not by_kind(manifests, "ServiceAccount")
-    subjects = [s for b in by_kind(manifests, "ClusterRoleBinding") + by_kind(manifests, "RoleBinding")
-                for s in b["subjects"]]
+    subjects = [
+        s
+        for b in by_kind(manifests, "ClusterRoleBinding") + by_kind(manifests, "RoleBinding")
+        for s in b["subjects"]
+    ]
     assert subjects and all(s["name"] == "ops" and s["namespace"] == NAMESPACE for s in subjects)
 
 
@@ -191,14 +215,18 @@ def test_every_value_is_documented(repo_root: Path) -> None:
 
 
 @pytest.mark.parametrize("values_file", VALUE_SETS, ids=VALUE_IDS)
-def test_notes_render(render: Renderer, values_file: Path | None, tmp_path: Path,
-                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_notes_render(
+    render: Renderer, values_file: Path | None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "none"))  # --dry-run=client needs no cluster
     args = ["install", RELEASE, str(CHART_DIR), "--namespace", NAMESPACE, "--dry-run=client"]
     proc = render.run(*args, *(["-f", str(values_file)] if values_file else []))
     assert proc.returncode == 0, proc.stderr
     notes = proc.stdout.split("NOTES:", 1)[1]
     assert "kubectl get ltrs" in notes and "rollout status deployment/" in notes
-    watched = (yaml.safe_load(values_file.read_text()) if values_file else {}).get("operator", {}).get(
-        "watchNamespaces", [])
+    watched = (
+        (yaml.safe_load(values_file.read_text()) if values_file else {})
+        .get("operator", {})
+        .get("watchNamespaces", [])
+    )
     assert (", ".join(watched) if watched else "all namespaces") in notes

@@ -33,12 +33,37 @@ def weak_store(tmp_path: Path, sample_rows: dict[str, list[dict[str, Any]]]) -> 
     lengths = [r["max_tokens"] for r in rows]
     random.Random(0).shuffle(lengths)
     data = tmp_path / "shuffled.jsonl"
-    data.write_text("".join(json.dumps({"prompt": r["prompt"], "output_tokens": n}) + "\n"
-                            for r, n in zip(rows, lengths, strict=True)), encoding="utf-8")
+    data.write_text(
+        "".join(
+            json.dumps({"prompt": r["prompt"], "output_tokens": n}) + "\n"
+            for r, n in zip(rows, lengths, strict=True)
+        ),
+        encoding="utf-8",
+    )
     art = tmp_path / "weak-artifact"
-    code = ltr_main(["predictor", "train", "--data", str(data), "--backbone", "fast", "--epochs", "3",
-                     "--bucket", "0", "--seed", "0", "--device", "cpu", "--out", str(art),
-                     "--version", WEAK_VERSION, "--quiet"])
+    code = ltr_main(
+        [
+            "predictor",
+            "train",
+            "--data",
+            str(data),
+            "--backbone",
+            "fast",
+            "--epochs",
+            "3",
+            "--bucket",
+            "0",
+            "--seed",
+            "0",
+            "--device",
+            "cpu",
+            "--out",
+            str(art),
+            "--version",
+            WEAK_VERSION,
+            "--quiet",
+        ]
+    )
     assert code == 0, "training the weak starting predictor failed"
     store = PredictorStore(tmp_path / "store")
     store.publish(art, WEAK_VERSION)

@@ -47,11 +47,21 @@ SCORE_TOL = 1e-4
 
 
 def loop_config(engine_url: str, store: PredictorStore, trace_dir: Path) -> SidecarConfig:
-    return validate({
-        "engine_url": engine_url, "host": "127.0.0.1", "grpc_port": 0, "http_port": 0,
-        "predictor_store": str(store.root), "predictor_version": "v1", "trace_dir": str(trace_dir),
-        "record_prompts": True, "max_concurrency": MAX_CONCURRENCY, "starvation_threshold": 0,
-        "scoring_window_ms": 1})
+    return validate(
+        {
+            "engine_url": engine_url,
+            "host": "127.0.0.1",
+            "grpc_port": 0,
+            "http_port": 0,
+            "predictor_store": str(store.root),
+            "predictor_version": "v1",
+            "trace_dir": str(trace_dir),
+            "record_prompts": True,
+            "max_concurrency": MAX_CONCURRENCY,
+            "starvation_threshold": 0,
+            "scoring_window_ms": 1,
+        }
+    )
 
 
 def metric(app: SidecarApp, name: str, **labels: str) -> float:
@@ -68,8 +78,9 @@ async def settle(app: SidecarApp, submitted: int, timeout_s: float = 120.0) -> N
         await asyncio.sleep(0.005)
 
 
-async def feed(stub: pb_grpc.SchedulerStub, replay: Replay, rows: list[dict[str, Any]],
-               ids: list[str]) -> None:
+async def feed(
+    stub: pb_grpc.SchedulerStub, replay: Replay, rows: list[dict[str, Any]], ids: list[str]
+) -> None:
     for rid, row in zip(ids, rows, strict=True):
         submit(stub, replay, rid, row)
         await asyncio.sleep(ARRIVAL_GAP_S)
@@ -94,12 +105,15 @@ def read_traces(trace_dir: Path) -> tuple[list[dict[str, Any]], TraceStats]:
 
 @pytest.mark.slow
 async def test_closed_loop_traces_retrain_hot_reload_rollback(
-        tiny_engine: EngineProcess, weak_store: PredictorStore, sample_rows: dict[str, list[dict[str, Any]]],
-        tmp_path: Path) -> None:
+    tiny_engine: EngineProcess,
+    weak_store: PredictorStore,
+    sample_rows: dict[str, list[dict[str, Any]]],
+    tmp_path: Path,
+) -> None:
     store, trace_dir = weak_store, tmp_path / "traces"
     train_rows = sample_rows["train"][:N_REPLAY]
-    side_rows = sample_rows["train"][N_REPLAY:N_REPLAY + N_DURING_RETRAIN]
-    held_rows = sample_rows["heldout"][:sum(SEGMENTS)]
+    side_rows = sample_rows["train"][N_REPLAY : N_REPLAY + N_DURING_RETRAIN]
+    held_rows = sample_rows["heldout"][: sum(SEGMENTS)]
     app = SidecarApp(loop_config(tiny_engine.url, store, trace_dir))
     await app.start()
     try:
@@ -131,10 +145,33 @@ async def test_closed_loop_traces_retrain_hot_reload_rollback(
 
             # 2. the real retrain CLI runs while the sidecar keeps serving (untraced requests)
             result_file = tmp_path / "retrain-result.json"
-            argv = ["predictor", "retrain", "--traces", str(trace_dir), "--store", str(store.root),
-                    "--window", "1h", "--min-samples", "200", "--base", "v1", "--min-kendall-tau", "0.2",
-                    "--backbone", "fast", "--bucket", "0", "--seed", "0", "--device", "cpu",
-                    "--result-file", str(result_file), "--quiet"]
+            argv = [
+                "predictor",
+                "retrain",
+                "--traces",
+                str(trace_dir),
+                "--store",
+                str(store.root),
+                "--window",
+                "1h",
+                "--min-samples",
+                "200",
+                "--base",
+                "v1",
+                "--min-kendall-tau",
+                "0.2",
+                "--backbone",
+                "fast",
+                "--bucket",
+                "0",
+                "--seed",
+                "0",
+                "--device",
+                "cpu",
+                "--result-file",
+                str(result_file),
+                "--quiet",
+            ]
             side = Replay()
             started = time.perf_counter()
             job = asyncio.create_task(asyncio.to_thread(ltr_main, argv))
@@ -205,8 +242,13 @@ async def test_closed_loop_traces_retrain_hot_reload_rollback(
     # every request counted exactly once, in the metrics and in the traces
     total = N_REPLAY + N_DURING_RETRAIN + sum(SEGMENTS)
     assert metric(app, "ltr_requests_total", outcome="ok") == total
-    assert sum(metric(app, "ltr_requests_total", outcome=o) for o in
-               ("cancelled", "error", "unavailable", "deadline", "rejected_full", "invalid")) == 0
+    assert (
+        sum(
+            metric(app, "ltr_requests_total", outcome=o)
+            for o in ("cancelled", "error", "unavailable", "deadline", "rejected_full", "invalid")
+        )
+        == 0
+    )
     records, stats = read_traces(trace_dir)
     assert stats.corrupt == 0
     counts = Counter(r["request_id"] for r in records)
@@ -214,32 +256,62 @@ async def test_closed_loop_traces_retrain_hot_reload_rollback(
     assert all("prompt" not in r for r in records if r["request_id"] in side_ids)  # no_trace honoured
 
     # τ of the weak and the retrained version on the held-out replayed prompts (never trained on)
-    held = [Example(prompt=r["prompt"], length=r["output_tokens"]) for r in records
-            if r["request_id"].startswith("held-")]
+    held = [
+        Example(prompt=r["prompt"], length=r["output_tokens"])
+        for r in records
+        if r["request_id"].startswith("held-")
+    ]
     assert len(held) == sum(SEGMENTS)
     tau = {v: evaluate(p, held, with_latency=False)["kendall_tau"] for v, p in preds.items()}
-    print(f"\nclosed loop: retrain wall {retrain_wall_s:.1f} s (training {result['train_seconds']} s) on "
-          f"{N_REPLAY} traces; retrain hold-out tau v1 {result['current_kendall_tau']:.4f} -> v2 "
-          f"{result['candidate_kendall_tau']:.4f}; held-out replay ({len(held)} prompts) tau v1 "
-          f"{tau['v1']:.4f} -> v2 {tau['v2']:.4f}")
+    print(
+        f"\nclosed loop: retrain wall {retrain_wall_s:.1f} s (training {result['train_seconds']} s) on "
+        f"{N_REPLAY} traces; retrain hold-out tau v1 {result['current_kendall_tau']:.4f} -> v2 "
+        f"{result['candidate_kendall_tau']:.4f}; held-out replay ({len(held)} prompts) tau v1 "
+        f"{tau['v1']:.4f} -> v2 {tau['v2']:.4f}"
+    )
     assert tau["v2"] >= 0.3 and tau["v2"] > tau["v1"] + 0.2
 
 
-def test_retrain_with_too_few_samples_exits_3(tmp_path: Path,
-                                              sample_rows: dict[str, list[dict[str, Any]]]) -> None:
+def test_retrain_with_too_few_samples_exits_3(
+    tmp_path: Path, sample_rows: dict[str, list[dict[str, Any]]]
+) -> None:
     trace_dir, store_dir, result_file = tmp_path / "traces", tmp_path / "store", tmp_path / "result.json"
     now = time.time()
     with TraceRecorder(trace_dir) as recorder:
         for i, row in enumerate(sample_rows["train"][:30]):
-            recorder.record(TraceRecord(
-                timestamp=now - 60 + i, request_id=f"r{i}", prompt=row["prompt"], prompt_tokens=10,
-                score=0.0, output_tokens=row["max_tokens"], predictor_version="", model="tiny",
-                policy="ltr", finish_reason="length"))
+            recorder.record(
+                TraceRecord(
+                    timestamp=now - 60 + i,
+                    request_id=f"r{i}",
+                    prompt=row["prompt"],
+                    prompt_tokens=10,
+                    score=0.0,
+                    output_tokens=row["max_tokens"],
+                    predictor_version="",
+                    model="tiny",
+                    policy="ltr",
+                    finish_reason="length",
+                )
+            )
     with open(trace_dir / "traces.jsonl", "a", encoding="utf-8") as fh:
         fh.write('{"request_id": "cut-short", "prom\n')  # a line cut short by a crash
-    code = ltr_main(["predictor", "retrain", "--traces", str(trace_dir), "--store", str(store_dir),
-                     "--min-samples", "200", "--backbone", "fast", "--result-file", str(result_file),
-                     "--quiet"])
+    code = ltr_main(
+        [
+            "predictor",
+            "retrain",
+            "--traces",
+            str(trace_dir),
+            "--store",
+            str(store_dir),
+            "--min-samples",
+            "200",
+            "--backbone",
+            "fast",
+            "--result-file",
+            str(result_file),
+            "--quiet",
+        ]
+    )
     assert code == 3
     result = json.loads(result_file.read_text(encoding="utf-8"))
     assert result["status"] == "insufficient_data" and result["candidate"] is None

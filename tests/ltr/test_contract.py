@@ -57,7 +57,9 @@ def test_every_form_the_crd_accepts_parses(text: str, seconds: float) -> None:
     assert parse_duration(text) == pytest.approx(seconds)
 
 
-@pytest.mark.parametrize("bad", ["", "5", "-1s", "5 s", "1d", "7d", "1w", "s", "1.s", "1h-30m", "fast", "1e3s"])
+@pytest.mark.parametrize(
+    "bad", ["", "5", "-1s", "5 s", "1d", "7d", "1w", "s", "1.s", "1h-30m", "fast", "1e3s"]
+)
 def test_what_the_crd_rejects_the_parser_rejects(bad: str) -> None:
     assert not any(re.compile(p).match(bad) for p in _crd_duration_patterns())
     with pytest.raises(ValueError, match="duration"):
@@ -70,5 +72,12 @@ def test_format_round_trips(seconds: float) -> None:
 
 
 def test_outcomes_are_the_metric_labels() -> None:
-    assert [o.value for o in Outcome] == ["ok", "error", "cancelled", "rejected_full", "invalid", "deadline",
-                                          "unavailable"]
+    assert [o.value for o in Outcome] == [
+        "ok",
+        "error",
+        "cancelled",
+        "rejected_full",
+        "invalid",
+        "deadline",
+        "unavailable",
+    ]

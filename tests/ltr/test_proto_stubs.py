@@ -37,7 +37,15 @@ def test_api_surface_is_complete() -> None:
     assert services["Scheduler"].methods_by_name["Generate"].server_streaming
     assert set(services["PredictorAdmin"].methods_by_name) == {"LoadPredictor", "GetPredictor"}
     fields = scheduler_pb2.GenerateRequest.DESCRIPTOR.fields_by_name
-    for name in ("prompt", "chat", "max_tokens", "sampling", "priority", "deadline",
-                 "expected_output_tokens", "request_id"):
+    for name in (
+        "prompt",
+        "chat",
+        "max_tokens",
+        "sampling",
+        "priority",
+        "deadline",
+        "expected_output_tokens",
+        "request_id",
+    ):
         assert name in fields
     assert scheduler_pb2.DESCRIPTOR.package == "ltr.v1"

@@ -30,8 +30,13 @@ async def test_resource_version_increases_on_every_write(http: Http) -> None:
     seen = [rv(created)]
     for i in range(3):
         seen.append(rv(await http.patch(f"{CM}/a", {"data": {"k": str(i)}})))
-    seen.append(rv(await http.patch(f"{CM}/a", [{"op": "add", "path": "/data/x", "value": "y"}],
-                                    "application/json-patch+json")))
+    seen.append(
+        rv(
+            await http.patch(
+                f"{CM}/a", [{"op": "add", "path": "/data/x", "value": "y"}], "application/json-patch+json"
+            )
+        )
+    )
     assert seen == sorted(seen) and len(set(seen)) == len(seen)
     listed = await http.get(CM)
     assert int(listed["metadata"]["resourceVersion"]) == seen[-1]
@@ -53,8 +58,10 @@ async def test_watch_resumed_from_resource_version_does_not_replay(http: Http, k
     events: list[dict] = []
 
     async def watch() -> None:
-        async with aiohttp.ClientSession() as session, session.get(
-                f"{kube_url}{CM}", params={"watch": "true", "resourceVersion": since}) as resp:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"{kube_url}{CM}", params={"watch": "true", "resourceVersion": since}) as resp,
+        ):
             async for line in resp.content:
                 if line.strip():
                     events.append(json.loads(line))
@@ -72,12 +79,16 @@ async def test_watch_resumed_from_resource_version_does_not_replay(http: Http, k
 
 async def test_failed_json_patch_test_answers_422(http: Http) -> None:
     created = await http.create(CM, {"metadata": {"name": "t"}})
-    ops = [{"op": "test", "path": "/metadata/resourceVersion", "value": "999999"},
-           {"op": "add", "path": "/data", "value": {"x": "1"}}]
+    ops = [
+        {"op": "test", "path": "/metadata/resourceVersion", "value": "999999"},
+        {"op": "add", "path": "/data", "value": {"x": "1"}},
+    ]
     status, body = await http.request("PATCH", f"{CM}/t", ops, "application/json-patch+json")
     assert status == 422 and body["reason"] == "Invalid"
-    ok = [{"op": "test", "path": "/metadata/resourceVersion", "value": rv_str(created)},
-          {"op": "add", "path": "/data", "value": {"x": "1"}}]
+    ok = [
+        {"op": "test", "path": "/metadata/resourceVersion", "value": rv_str(created)},
+        {"op": "add", "path": "/data", "value": {"x": "1"}},
+    ]
     assert (await http.patch(f"{CM}/t", ok, "application/json-patch+json"))["data"] == {"x": "1"}
 
 
@@ -109,8 +120,13 @@ async def test_status_subresource_separates_spec_and_status(http: Http) -> None:
 
 async def test_owner_deletion_cascades_to_children(http: Http) -> None:
     owner = await http.create(LTRS, {"metadata": {"name": "o"}, "spec": {}})
-    ref = {"apiVersion": "ltrserving.dev/v1alpha1", "kind": "LTRServing", "name": "o",
-           "uid": owner["metadata"]["uid"], "controller": True}
+    ref = {
+        "apiVersion": "ltrserving.dev/v1alpha1",
+        "kind": "LTRServing",
+        "name": "o",
+        "uid": owner["metadata"]["uid"],
+        "controller": True,
+    }
     await http.create(CM, {"metadata": {"name": "child", "ownerReferences": [ref]}})
     await http.create(CM, {"metadata": {"name": "stranger"}})
     await http.request("DELETE", f"{LTRS}/o")

@@ -43,7 +43,9 @@ def test_promotion_gate() -> None:
     )
     assert "does not beat" in promotion_decision(auto, retrain_result(candidate_kendall_tau=0.35), "v1")[1]
     assert promotion_decision(auto, retrain_result(candidate_kendall_tau=0.35), "")[0] is True  # cold start
-    assert promotion_decision(auto, retrain_result(status="insufficient_data", candidate=""), "v1")[0] is False
+    assert (
+        promotion_decision(auto, retrain_result(status="insufficient_data", candidate=""), "v1")[0] is False
+    )
     assert promotion_decision(auto, retrain_result(), "v2")[0] is False  # already promoted
     manual = spec(predictor={"store": {"size": "1Gi"}}, retraining={"enabled": True})
     assert "autoPromote is off" in promotion_decision(manual, retrain_result(), "v1")[1]

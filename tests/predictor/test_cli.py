@@ -124,8 +124,21 @@ def _traces(d: Path, n: int, t0: float = 1_000_000.0) -> Path:
 def _retrain(capsys, traces: Path, store: PredictorStore, *extra: str) -> tuple[int, str, str]:
     """`ltr predictor retrain` over all traces with the small fast-ranker settings (6 epochs)."""
     return run_ltr(
-        capsys, "predictor", "retrain", "--traces", str(traces), "--store", str(store.root),
-        "--window", "0", "--min-samples", "100", "--epochs", "6", *extra, *FAST_ARGS,
+        capsys,
+        "predictor",
+        "retrain",
+        "--traces",
+        str(traces),
+        "--store",
+        str(store.root),
+        "--window",
+        "0",
+        "--min-samples",
+        "100",
+        "--epochs",
+        "6",
+        *extra,
+        *FAST_ARGS,
     )
 
 
@@ -299,8 +312,19 @@ def test_first_retrain_of_an_empty_store_fine_tunes_the_bundled_ranker(capsys, t
     traces = _traces(tmp_path / "t", 200)
     store = PredictorStore(tmp_path / "store")
     code, out, err = run_ltr(
-        capsys, "predictor", "retrain", "--traces", str(traces), "--store", str(store.root),
-        "--window", "0", "--min-samples", "100", "--epochs", "1",
+        capsys,
+        "predictor",
+        "retrain",
+        "--traces",
+        str(traces),
+        "--store",
+        str(store.root),
+        "--window",
+        "0",
+        "--min-samples",
+        "100",
+        "--epochs",
+        "1",
     )
     result = json.loads(out)
     bundled = load_predictor(bundled_predictor_path())

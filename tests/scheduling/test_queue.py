@@ -7,8 +7,9 @@ import pytest
 from ltr_sidecar.scheduling import QueueFullError, QueueItem, RankQueue, get_policy
 
 
-def item(rid: str, arrival: float, score: float = 0.0, priority: int = 0,
-         expected: int | None = None) -> QueueItem:
+def item(
+    rid: str, arrival: float, score: float = 0.0, priority: int = 0, expected: int | None = None
+) -> QueueItem:
     return QueueItem(rid, arrival, score=score, priority=priority, expected_output_tokens=expected)
 
 

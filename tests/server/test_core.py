@@ -49,8 +49,9 @@ async def _ordered_run(engine: FakeEngine, policy: str, lengths: list[int], **cf
         await wait_for(lambda: engine.running == 1)
         tasks = []
         for n in lengths:
-            tasks.append(asyncio.create_task(collect(core, req(tagged(n), max_tokens=2,
-                                                               expected_output_tokens=n))))
+            tasks.append(
+                asyncio.create_task(collect(core, req(tagged(n), max_tokens=2, expected_output_tokens=n)))
+            )
             k = len(tasks)
             await wait_for(lambda k=k: len(core.queue) == k)
         engine.gate.set()
@@ -125,8 +126,10 @@ async def test_queue_full_is_resource_exhausted(fake_engine: FakeEngine) -> None
 
 async def test_chat_request_goes_to_chat_endpoint(fake_engine: FakeEngine) -> None:
     async with running_core(fake_engine.url) as core:
-        events = await collect(core, SubmitRequest(request_id="c1", max_tokens=3,
-                                                   messages=[{"role": "user", "content": "len=3 hi"}]))
+        events = await collect(
+            core,
+            SubmitRequest(request_id="c1", max_tokens=3, messages=[{"role": "user", "content": "len=3 hi"}]),
+        )
     assert events[-1].completion_tokens == 3 and events[-1].scheduling.score == -3.0
     assert fake_engine.received[0]["messages"] == [{"role": "user", "content": "len=3 hi"}]
 
@@ -184,8 +187,10 @@ async def test_engine_failure_mid_stream_ends_with_error_final(fake_engine: Fake
 async def test_vendor_fields_dropped_when_engine_rejects_them(fake_engine: FakeEngine) -> None:
     fake_engine.reject_fields = ("ignore_eos", "top_k")
     async with running_core(fake_engine.url) as core:
-        events = await collect(core, req(tagged(2), max_tokens=2, sampling=SamplingParams(
-            ignore_eos=True, top_k=5, temperature=0.5)))
+        events = await collect(
+            core,
+            req(tagged(2), max_tokens=2, sampling=SamplingParams(ignore_eos=True, top_k=5, temperature=0.5)),
+        )
         assert core.engine.vendor_fields is False
     assert events[-1].finish_reason == "length"
     assert fake_engine.received[0]["temperature"] == 0.5 and "ignore_eos" not in fake_engine.received[0]
@@ -205,8 +210,9 @@ async def test_deadline_while_queued(fake_engine: FakeEngine) -> None:
 
 async def test_scoring_is_batched_across_concurrent_arrivals(fake_engine: FakeEngine) -> None:
     predictor = TaggedPredictor(delay_s=0.02)
-    async with running_core(fake_engine.url, predictor=predictor, max_concurrency=64,
-                            scoring_window_ms=5) as core:
+    async with running_core(
+        fake_engine.url, predictor=predictor, max_concurrency=64, scoring_window_ms=5
+    ) as core:
         await asyncio.gather(*(collect(core, req(tagged(i % 7 + 1), max_tokens=1)) for i in range(40)))
     assert sum(predictor.calls) == 40
     assert len(predictor.calls) <= 8 and max(predictor.calls) >= 5
@@ -249,8 +255,9 @@ async def test_drain_grace_over_aborts_the_rest(fake_engine: FakeEngine) -> None
         assert err.value.code is ErrorCode.UNAVAILABLE
 
 
-async def test_hot_reload_keeps_queued_scores_and_failed_load_keeps_old(fake_engine: FakeEngine,
-                                                                        tmp_path: Path) -> None:
+async def test_hot_reload_keeps_queued_scores_and_failed_load_keeps_old(
+    fake_engine: FakeEngine, tmp_path: Path
+) -> None:
     from ltr_sidecar.predictor import PromptLengthPredictor
 
     PromptLengthPredictor(version="plen-v2").save(tmp_path / "v2")
@@ -275,16 +282,20 @@ async def test_hot_reload_keeps_queued_scores_and_failed_load_keeps_old(fake_eng
     assert new.scheduling.score == -3.0 and new.scheduling.predictor_version == "plen-v2"
 
 
-async def test_no_loadable_predictor_serves_fcfs(fake_engine: FakeEngine, tmp_path: Path,
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_no_loadable_predictor_serves_fcfs(
+    fake_engine: FakeEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import ltr_sidecar.server.predictor_slot as slot_module
 
     monkeypatch.setattr(slot_module, "bundled_predictor_path", lambda: tmp_path / "no-bundle")
     from ltr_sidecar.server.config import validate
     from ltr_sidecar.server.core import SchedulerCore
 
-    core = SchedulerCore(validate({"engine_url": fake_engine.url, "predictor_dir": str(tmp_path / "nope"),
-                                   "max_concurrency": 1}))
+    core = SchedulerCore(
+        validate(
+            {"engine_url": fake_engine.url, "predictor_dir": str(tmp_path / "nope"), "max_concurrency": 1}
+        )
+    )
     await core.start()
     try:
         status = core.predictor_status()
@@ -325,8 +336,11 @@ async def test_default_config_loads_the_bundled_fast_ranker(fake_engine: FakeEng
     from ltr_sidecar.server.config import validate
     from ltr_sidecar.server.core import SchedulerCore
 
-    core = SchedulerCore(validate({"engine_url": fake_engine.url, "predictor_dir": str(tmp_path / "broken"),
-                                   "max_concurrency": 1}))
+    core = SchedulerCore(
+        validate(
+            {"engine_url": fake_engine.url, "predictor_dir": str(tmp_path / "broken"), "max_concurrency": 1}
+        )
+    )
     await core.start()
     try:
         status = core.predictor_status()

@@ -127,8 +127,9 @@ async def test_engine_down_unavailable_fast() -> None:
         assert time.monotonic() - start < 5 and "unreachable" in str(err.value)
 
 
-async def test_hot_reload_under_load_loses_and_duplicates_nothing(tiny_engine: EngineProcess,
-                                                                  tmp_path: Path) -> None:
+async def test_hot_reload_under_load_loses_and_duplicates_nothing(
+    tiny_engine: EngineProcess, tmp_path: Path
+) -> None:
     from ltr_sidecar.predictor import PromptLengthPredictor
 
     PromptLengthPredictor(version="plen-a").save(tmp_path / "a")
@@ -154,11 +155,18 @@ async def test_hot_reload_under_load_loses_and_duplicates_nothing(tiny_engine: E
 def test_sigterm_drains_without_losing_requests(tiny_engine: EngineProcess, tmp_path: Path) -> None:
     grpc_port = free_port()
     config = tmp_path / "sidecar.yaml"
-    config.write_text(f"engine_url: {tiny_engine.url}\nmax_concurrency: 2\ngrpc_port: {grpc_port}\n"
-                      f"http_port: {free_port()}\nhost: 127.0.0.1\ndrain_grace_s: 60\npolicy: fcfs\n")
+    config.write_text(
+        f"engine_url: {tiny_engine.url}\nmax_concurrency: 2\ngrpc_port: {grpc_port}\n"
+        f"http_port: {free_port()}\nhost: 127.0.0.1\ndrain_grace_s: 60\npolicy: fcfs\n"
+    )
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "ltr.cli", "sidecar", "--config", str(config)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ltr.cli", "sidecar", "--config", str(config)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         asyncio.run(_sigterm_scenario(proc, grpc_port))
         out, _ = proc.communicate(timeout=60)

@@ -19,8 +19,9 @@ from tests.support.sidecar import FakeEngine, TaggedPredictor, make_config, tagg
 
 @pytest.fixture
 async def app(fake_engine: FakeEngine) -> AsyncIterator[SidecarApp]:
-    sidecar = SidecarApp(make_config(fake_engine.url, max_concurrency=1, max_queue=3),
-                         predictor=TaggedPredictor())
+    sidecar = SidecarApp(
+        make_config(fake_engine.url, max_concurrency=1, max_queue=3), predictor=TaggedPredictor()
+    )
     await sidecar.start()
     yield sidecar
     await sidecar.stop(grace_s=2.0)
@@ -38,8 +39,12 @@ def gen(prompt: str, max_tokens: int = 3, **kw) -> pb.GenerateRequest:
 
 async def test_generate_streams_and_ends_with_final(channel: grpc.aio.Channel) -> None:
     stub = pb_grpc.SchedulerStub(channel)
-    msgs = [m async for m in stub.Generate(gen(tagged(4), 4, request_id="r1",
-                                               sampling=pb.SamplingParams(temperature=0.7, stop=["zz"])))]
+    msgs = [
+        m
+        async for m in stub.Generate(
+            gen(tagged(4), 4, request_id="r1", sampling=pb.SamplingParams(temperature=0.7, stop=["zz"]))
+        )
+    ]
     assert "".join(m.text for m in msgs[:-1]) == "xxxx" and sum(m.tokens for m in msgs) == 4
     assert all(m.request_id == "r1" for m in msgs)
     assert [m.HasField("final") for m in msgs] == [False] * (len(msgs) - 1) + [True]
@@ -52,33 +57,43 @@ async def test_generate_streams_and_ends_with_final(channel: grpc.aio.Channel) -
 
 async def test_generate_chat(channel: grpc.aio.Channel, fake_engine: FakeEngine) -> None:
     stub = pb_grpc.SchedulerStub(channel)
-    chat = pb.ChatMessages(messages=[pb.ChatMessage(role="system", content="be brief"),
-                                     pb.ChatMessage(role="user", content="len=2 hi")])
+    chat = pb.ChatMessages(
+        messages=[
+            pb.ChatMessage(role="system", content="be brief"),
+            pb.ChatMessage(role="user", content="len=2 hi"),
+        ]
+    )
     msgs = [m async for m in stub.Generate(pb.GenerateRequest(chat=chat, max_tokens=2))]
     assert msgs[-1].final.usage.completion_tokens == 2
     assert fake_engine.received[0]["messages"][1] == {"role": "user", "content": "len=2 hi"}
 
 
-@pytest.mark.parametrize("request_msg", [
-    gen("", 3),
-    gen("hi", 0),
-    gen("hi", 100_000),
-    gen("hi", 3, priority=5),
-    pb.GenerateRequest(max_tokens=3),
-    pb.GenerateRequest(chat=pb.ChatMessages(), max_tokens=3),
-    pb.GenerateRequest(chat=pb.ChatMessages(messages=[pb.ChatMessage(role="bot", content="x")]),
-                       max_tokens=3),
-])
-async def test_invalid_input_maps_to_invalid_argument(channel: grpc.aio.Channel,
-                                                      request_msg: pb.GenerateRequest) -> None:
+@pytest.mark.parametrize(
+    "request_msg",
+    [
+        gen("", 3),
+        gen("hi", 0),
+        gen("hi", 100_000),
+        gen("hi", 3, priority=5),
+        pb.GenerateRequest(max_tokens=3),
+        pb.GenerateRequest(chat=pb.ChatMessages(), max_tokens=3),
+        pb.GenerateRequest(
+            chat=pb.ChatMessages(messages=[pb.ChatMessage(role="bot", content="x")]), max_tokens=3
+        ),
+    ],
+)
+async def test_invalid_input_maps_to_invalid_argument(
+    channel: grpc.aio.Channel, request_msg: pb.GenerateRequest
+) -> None:
     stub = pb_grpc.SchedulerStub(channel)
     with pytest.raises(grpc.aio.AioRpcError) as err:
         [m async for m in stub.Generate(request_msg)]
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and err.value.details()
 
 
-async def test_queue_full_is_resource_exhausted(channel: grpc.aio.Channel, fake_engine: FakeEngine,
-                                                app: SidecarApp) -> None:
+async def test_queue_full_is_resource_exhausted(
+    channel: grpc.aio.Channel, fake_engine: FakeEngine, app: SidecarApp
+) -> None:
     fake_engine.gate = asyncio.Event()
     stub = pb_grpc.SchedulerStub(channel)
     calls = [stub.Generate(gen(tagged(1)))]
@@ -104,8 +119,9 @@ async def _drain(call) -> list[pb.GenerateResponse]:
     return [m async for m in call]
 
 
-async def test_client_cancel_removes_from_queue(channel: grpc.aio.Channel, fake_engine: FakeEngine,
-                                                app: SidecarApp) -> None:
+async def test_client_cancel_removes_from_queue(
+    channel: grpc.aio.Channel, fake_engine: FakeEngine, app: SidecarApp
+) -> None:
     fake_engine.gate = asyncio.Event()
     stub = pb_grpc.SchedulerStub(channel)
     first = asyncio.create_task(_drain(stub.Generate(gen(tagged(1)))))
@@ -147,9 +163,11 @@ async def test_predictor_admin(channel: grpc.aio.Channel, tmp_path: Path) -> Non
     assert status.version == "tagged-v1" and status.backbone == "test-tagged" and status.loaded_at.seconds > 0
     status = await admin.LoadPredictor(pb.LoadPredictorRequest(path=str(tmp_path / "p")))
     assert status.version == "plen-3" and status.last_error == ""
-    cases = [(pb.LoadPredictorRequest(path=str(tmp_path / "none")), grpc.StatusCode.FAILED_PRECONDITION),
-             (pb.LoadPredictorRequest(version="v9"), grpc.StatusCode.FAILED_PRECONDITION),
-             (pb.LoadPredictorRequest(), grpc.StatusCode.INVALID_ARGUMENT)]
+    cases = [
+        (pb.LoadPredictorRequest(path=str(tmp_path / "none")), grpc.StatusCode.FAILED_PRECONDITION),
+        (pb.LoadPredictorRequest(version="v9"), grpc.StatusCode.FAILED_PRECONDITION),
+        (pb.LoadPredictorRequest(), grpc.StatusCode.INVALID_ARGUMENT),
+    ]
     for bad, code in cases:
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await admin.LoadPredictor(bad)
@@ -182,8 +200,12 @@ async def test_reflection_lists_services(channel: grpc.aio.Channel) -> None:
 
     responses = [r async for r in stub.ServerReflectionInfo(requests())]
     names = {s.name for s in responses[0].list_services_response.service}
-    assert {"ltr.v1.Scheduler", "ltr.v1.PredictorAdmin", "grpc.health.v1.Health",
-            "grpc.reflection.v1alpha.ServerReflection"} <= names
+    assert {
+        "ltr.v1.Scheduler",
+        "ltr.v1.PredictorAdmin",
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1alpha.ServerReflection",
+    } <= names
     assert responses[1].file_descriptor_response.file_descriptor_proto
 
 

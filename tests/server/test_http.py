@@ -24,15 +24,17 @@ async def _sse(resp: aiohttp.ClientResponse) -> list[Any]:
     async for raw in resp.content:
         line = raw.decode().strip()
         if line.startswith("data: "):
-            payload = line[len("data: "):]
+            payload = line[len("data: ") :]
             frames.append(payload if payload == "[DONE]" else json.loads(payload))
     return frames
 
 
-async def test_completion_non_streamed(http_url: str, session: aiohttp.ClientSession,
-                                       fake_core: FakeCore) -> None:
-    async with session.post(f"{http_url}/v1/completions", json={**COMPLETION, "priority": 3},
-                            headers={"x-request-id": "abc-1"}) as resp:
+async def test_completion_non_streamed(
+    http_url: str, session: aiohttp.ClientSession, fake_core: FakeCore
+) -> None:
+    async with session.post(
+        f"{http_url}/v1/completions", json={**COMPLETION, "priority": 3}, headers={"x-request-id": "abc-1"}
+    ) as resp:
         assert resp.status == 200
         body = await resp.json()
         headers = resp.headers
@@ -76,15 +78,28 @@ async def test_chat_non_streamed(http_url: str, session: aiohttp.ClientSession, 
 
 
 @pytest.mark.parametrize("stream", [False, True])
-@pytest.mark.parametrize(("error", "status", "etype"), [
-    (QUEUE_FULL, 429, "rate_limit_error"),
-    (SidecarError(ErrorCode.UNAVAILABLE, "sidecar is draining"), 503, "service_unavailable"),
-    (SidecarError(ErrorCode.DEADLINE_EXCEEDED, "deadline passed while queued"), 504, "timeout_error"),
-    (SidecarError(ErrorCode.INVALID_ARGUMENT, "priority band 9 is not configured"), 400,
-     "invalid_request_error"),
-])
-async def test_core_errors_map_to_status(http_url: str, session: aiohttp.ClientSession, fake_core: FakeCore,
-                                         stream: bool, error: SidecarError, status: int, etype: str) -> None:
+@pytest.mark.parametrize(
+    ("error", "status", "etype"),
+    [
+        (QUEUE_FULL, 429, "rate_limit_error"),
+        (SidecarError(ErrorCode.UNAVAILABLE, "sidecar is draining"), 503, "service_unavailable"),
+        (SidecarError(ErrorCode.DEADLINE_EXCEEDED, "deadline passed while queued"), 504, "timeout_error"),
+        (
+            SidecarError(ErrorCode.INVALID_ARGUMENT, "priority band 9 is not configured"),
+            400,
+            "invalid_request_error",
+        ),
+    ],
+)
+async def test_core_errors_map_to_status(
+    http_url: str,
+    session: aiohttp.ClientSession,
+    fake_core: FakeCore,
+    stream: bool,
+    error: SidecarError,
+    status: int,
+    etype: str,
+) -> None:
     fake_core.fail_before = error
     async with session.post(f"{http_url}/v1/completions", json={**COMPLETION, "stream": stream}) as resp:
         assert resp.status == status
@@ -95,15 +110,20 @@ async def test_core_errors_map_to_status(http_url: str, session: aiohttp.ClientS
     assert body["error"]["type"] == etype and body["error"]["code"] == error.code.grpc_name.lower()
 
 
-async def test_invalid_input_is_400_and_counted(http_url: str, session: aiohttp.ClientSession,
-                                                fake_core: FakeCore) -> None:
-    for data in (b"{not json", json.dumps({**COMPLETION, "max_tokens": -1}).encode(),
-                 json.dumps({**COMPLETION, "prompt": ""}).encode()):
+async def test_invalid_input_is_400_and_counted(
+    http_url: str, session: aiohttp.ClientSession, fake_core: FakeCore
+) -> None:
+    for data in (
+        b"{not json",
+        json.dumps({**COMPLETION, "max_tokens": -1}).encode(),
+        json.dumps({**COMPLETION, "prompt": ""}).encode(),
+    ):
         async with session.post(f"{http_url}/v1/completions", data=data) as resp:
             assert resp.status == 400
             assert (await resp.json())["error"]["type"] == "invalid_request_error"
-    async with session.post(f"{http_url}/v1/completions", json=COMPLETION,
-                            headers={"x-request-id": "bad id with spaces"}) as resp:
+    async with session.post(
+        f"{http_url}/v1/completions", json=COMPLETION, headers={"x-request-id": "bad id with spaces"}
+    ) as resp:
         assert resp.status == 400
     assert fake_core.submitted == []  # nothing reached the core
     metrics = fake_core.metrics  # type: ignore[attr-defined]
@@ -116,8 +136,9 @@ async def test_unknown_model_is_404(http_url: str, session: aiohttp.ClientSessio
         assert "tiny-model" in (await resp.json())["error"]["message"]
 
 
-async def test_engine_failure_mid_generation(http_url: str, session: aiohttp.ClientSession,
-                                             fake_core: FakeCore) -> None:
+async def test_engine_failure_mid_generation(
+    http_url: str, session: aiohttp.ClientSession, fake_core: FakeCore
+) -> None:
     fake_core.finish_reason = "error"
     async with session.post(f"{http_url}/v1/completions", json=COMPLETION) as resp:
         assert resp.status == 502
@@ -135,12 +156,18 @@ async def test_engine_failure_mid_generation(http_url: str, session: aiohttp.Cli
 
 
 @pytest.mark.parametrize("stream", [False, True])
-async def test_client_disconnect_cancels_queued_request(http_url: str, fake_core: FakeCore,
-                                                        stream: bool) -> None:
+async def test_client_disconnect_cancels_queued_request(
+    http_url: str, fake_core: FakeCore, stream: bool
+) -> None:
     fake_core.gate = asyncio.Event()  # every request stays "queued"
     async with aiohttp.ClientSession() as s:
-        task = asyncio.create_task(s.post(f"{http_url}/v1/completions", json={**COMPLETION, "stream": stream},
-                                           headers={"x-request-id": "gone"}))
+        task = asyncio.create_task(
+            s.post(
+                f"{http_url}/v1/completions",
+                json={**COMPLETION, "stream": stream},
+                headers={"x-request-id": "gone"},
+            )
+        )
         for _ in range(200):
             if fake_core.submitted:
                 break
@@ -159,8 +186,9 @@ async def test_client_disconnect_cancels_queued_request(http_url: str, fake_core
 async def test_client_disconnect_mid_stream_closes_core_stream(http_url: str, fake_core: FakeCore) -> None:
     fake_core.tokens = tuple(f"t{i} " for i in range(100_000))
     async with aiohttp.ClientSession() as s:
-        resp = await s.post(f"{http_url}/v1/completions", json={**COMPLETION, "stream": True},
-                            headers={"x-request-id": "mid"})
+        resp = await s.post(
+            f"{http_url}/v1/completions", json={**COMPLETION, "stream": True}, headers={"x-request-id": "mid"}
+        )
         await resp.content.readline()
         resp.close()  # drop the connection mid-stream
     for _ in range(500):
@@ -170,8 +198,9 @@ async def test_client_disconnect_mid_stream_closes_core_stream(http_url: str, fa
     assert fake_core.closed_early == ["mid"] and fake_core.finished == []
 
 
-async def test_models_health_metrics_live(http_url: str, session: aiohttp.ClientSession,
-                                          fake_core: FakeCore) -> None:
+async def test_models_health_metrics_live(
+    http_url: str, session: aiohttp.ClientSession, fake_core: FakeCore
+) -> None:
     async with session.get(f"{http_url}/v1/models") as resp:
         models = await resp.json()
     assert models["object"] == "list" and [m["id"] for m in models["data"]] == ["tiny-model"]
@@ -199,8 +228,9 @@ async def test_models_health_metrics_live(http_url: str, session: aiohttp.Client
     assert 'ltr_requests_total{outcome="ok"} 1.0' in text and "ltr_queue_wait_seconds_bucket" in text
 
 
-async def test_unknown_route_and_method_are_json_errors(http_url: str,
-                                                        session: aiohttp.ClientSession) -> None:
+async def test_unknown_route_and_method_are_json_errors(
+    http_url: str, session: aiohttp.ClientSession
+) -> None:
     async with session.get(f"{http_url}/v1/nothing") as resp:
         assert resp.status == 404 and (await resp.json())["error"]["type"] == "not_found_error"
     async with session.get(f"{http_url}/v1/completions") as resp:
@@ -217,9 +247,13 @@ async def test_disconnect_cancels_under_a_plain_runner(fake_core: FakeCore, stre
     await site.start()
     try:
         async with aiohttp.ClientSession() as s:
-            task = asyncio.create_task(s.post(f"http://127.0.0.1:{bound_port(runner)}/v1/completions",
-                                              json={**COMPLETION, "stream": stream},
-                                              headers={"x-request-id": "plain"}))
+            task = asyncio.create_task(
+                s.post(
+                    f"http://127.0.0.1:{bound_port(runner)}/v1/completions",
+                    json={**COMPLETION, "stream": stream},
+                    headers={"x-request-id": "plain"},
+                )
+            )
             for _ in range(200):
                 if fake_core.submitted:
                     break
@@ -237,8 +271,9 @@ async def test_disconnect_cancels_under_a_plain_runner(fake_core: FakeCore, stre
 
 
 @pytest.mark.parametrize("stream", [False, True])
-async def test_core_bugs_become_json_500_not_crashes(http_url: str, session: aiohttp.ClientSession,
-                                                     fake_core: FakeCore, stream: bool) -> None:
+async def test_core_bugs_become_json_500_not_crashes(
+    http_url: str, session: aiohttp.ClientSession, fake_core: FakeCore, stream: bool
+) -> None:
     fake_core.fail_before = RuntimeError("bug")
     async with session.post(f"{http_url}/v1/completions", json={**COMPLETION, "stream": stream}) as resp:
         assert resp.status == 500

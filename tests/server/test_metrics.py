@@ -74,10 +74,21 @@ def test_render_is_valid_prometheus_text_with_ltr_prefix() -> None:
     body, content_type = m.render()
     assert content_type.startswith("text/plain")
     families = {f.name: f for f in text_string_to_metric_families(body.decode())}
-    expected = {"ltr_requests_queued", "ltr_queue_size", "ltr_in_flight_requests", "ltr_max_concurrency",
-                "ltr_queue_wait_seconds", "ltr_requests", "ltr_starvation_promotions", "ltr_scoring_seconds",
-                "ltr_scoring_batch_size", "ltr_predictor_info", "ltr_predictor_fallback_fcfs",
-                "ltr_rank_kendall_tau", "ltr_rank_kendall_tau_samples"}
+    expected = {
+        "ltr_requests_queued",
+        "ltr_queue_size",
+        "ltr_in_flight_requests",
+        "ltr_max_concurrency",
+        "ltr_queue_wait_seconds",
+        "ltr_requests",
+        "ltr_starvation_promotions",
+        "ltr_scoring_seconds",
+        "ltr_scoring_batch_size",
+        "ltr_predictor_info",
+        "ltr_predictor_fallback_fcfs",
+        "ltr_rank_kendall_tau",
+        "ltr_rank_kendall_tau_samples",
+    }
     assert expected <= set(families)
     assert all(name.startswith("ltr_") for name in families)
     assert families["ltr_requests"].type == "counter"

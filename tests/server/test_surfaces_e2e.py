@@ -44,12 +44,20 @@ class Sidecar:
 
 @contextlib.asynccontextmanager
 async def sidecar(engine: EngineProcess, trace_dir: Path, **overrides: Any) -> AsyncIterator[Sidecar]:
-    config = SidecarConfig(engine_url=engine.url, model=engine.model, policy="ltr", scoring_window_ms=1.0,
-                           starvation_threshold=0.0, trace_dir=str(trace_dir), **overrides)
+    config = SidecarConfig(
+        engine_url=engine.url,
+        model=engine.model,
+        policy="ltr",
+        scoring_window_ms=1.0,
+        starvation_threshold=0.0,
+        trace_dir=str(trace_dir),
+        **overrides,
+    )
     metrics = SidecarMetrics()
     traces = TraceRecorder(trace_dir)
-    core = SchedulerCore(config, predictor=PromptLengthPredictor(version="len-v1"), metrics=metrics,
-                         traces=traces)
+    core = SchedulerCore(
+        config, predictor=PromptLengthPredictor(version="len-v1"), metrics=metrics, traces=traces
+    )
     await core.start()
     runner = await start_http_server(build_http_app(core, metrics), "127.0.0.1", 0)
     url = f"http://127.0.0.1:{bound_port(runner)}"
@@ -69,8 +77,9 @@ def _ltr(obj: Any) -> dict[str, Any]:
 
 async def test_completions_and_chat_unary(engine: EngineProcess, tmp_path: Path) -> None:
     async with sidecar(engine, tmp_path) as sc:
-        raw = await sc.client.completions.with_raw_response.create(model=sc.model, prompt="Explain queues",
-                                                                   max_tokens=6)
+        raw = await sc.client.completions.with_raw_response.create(
+            model=sc.model, prompt="Explain queues", max_tokens=6
+        )
         resp = raw.parse()
         assert resp.object == "text_completion" and resp.choices[0].finish_reason == "length"
         assert resp.choices[0].text and resp.usage.completion_tokens == 6
@@ -81,8 +90,10 @@ async def test_completions_and_chat_unary(engine: EngineProcess, tmp_path: Path)
         assert float(raw.headers["x-ltr-score"]) == ltr["score"]
 
         chat = await sc.client.chat.completions.create(
-            model=sc.model, max_tokens=5,
-            messages=[{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}])
+            model=sc.model,
+            max_tokens=5,
+            messages=[{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}],
+        )
         assert chat.object == "chat.completion" and chat.choices[0].message.role == "assistant"
         # the random tiny model tends to emit special tokens after a chat template: text may be empty
         assert isinstance(chat.choices[0].message.content, str) and chat.usage.completion_tokens == 5
@@ -99,9 +110,16 @@ async def test_completions_and_chat_unary(engine: EngineProcess, tmp_path: Path)
 
 async def test_streaming_completions_and_chat(engine: EngineProcess, tmp_path: Path) -> None:
     async with sidecar(engine, tmp_path) as sc:
-        chunks = [c async for c in await sc.client.completions.create(
-            model=sc.model, prompt="Tell a story", max_tokens=8, stream=True,
-            stream_options={"include_usage": True})]
+        chunks = [
+            c
+            async for c in await sc.client.completions.create(
+                model=sc.model,
+                prompt="Tell a story",
+                max_tokens=8,
+                stream=True,
+                stream_options={"include_usage": True},
+            )
+        ]
         texts = [c.choices[0].text for c in chunks if c.choices]
         finals = [c for c in chunks if c.choices and c.choices[0].finish_reason]
         assert len(finals) == 1 and finals[0].choices[0].finish_reason == "length"
@@ -110,7 +128,8 @@ async def test_streaming_completions_and_chat(engine: EngineProcess, tmp_path: P
         assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 8
 
         stream = await sc.client.chat.completions.create(
-            model=sc.model, max_tokens=7, stream=True, messages=[{"role": "user", "content": "count"}])
+            model=sc.model, max_tokens=7, stream=True, messages=[{"role": "user", "content": "count"}]
+        )
         chunks = [c async for c in stream]
         assert chunks[0].choices[0].delta.role == "assistant"
         assert all(c.id == chunks[0].id and c.object == "chat.completion.chunk" for c in chunks)
@@ -120,14 +139,16 @@ async def test_streaming_completions_and_chat(engine: EngineProcess, tmp_path: P
 
 async def test_queue_full_is_429_and_invalid_is_400(engine: EngineProcess, tmp_path: Path) -> None:
     async with sidecar(engine, tmp_path, max_concurrency=1, max_queue=1) as sc:
-        blocker = asyncio.create_task(sc.client.completions.create(model=sc.model, prompt="long one",
-                                                                   max_tokens=400))
+        blocker = asyncio.create_task(
+            sc.client.completions.create(model=sc.model, prompt="long one", max_tokens=400)
+        )
         for _ in range(500):  # wait until the blocker holds the engine's only slot
             if sc.core.in_flight == 1:
                 break
             await asyncio.sleep(0.01)
-        queued = asyncio.create_task(sc.client.completions.create(model=sc.model, prompt="queued",
-                                                                  max_tokens=2))
+        queued = asyncio.create_task(
+            sc.client.completions.create(model=sc.model, prompt="queued", max_tokens=2)
+        )
         for _ in range(500):
             if len(sc.core.queue) == 1:
                 break
@@ -141,8 +162,9 @@ async def test_queue_full_is_429_and_invalid_is_400(engine: EngineProcess, tmp_p
         with pytest.raises(openai.BadRequestError, match="must not be empty"):
             await sc.client.completions.create(model=sc.model, prompt="", max_tokens=2)
         with pytest.raises(openai.BadRequestError, match=r"messages\[0\].role"):
-            await sc.client.chat.completions.create(model=sc.model, max_tokens=2,
-                                                    messages=[{"role": "robot", "content": "x"}])
+            await sc.client.chat.completions.create(
+                model=sc.model, max_tokens=2, messages=[{"role": "robot", "content": "x"}]
+            )
         with pytest.raises(openai.NotFoundError):
             await sc.client.completions.create(model="gpt-4o", prompt="x", max_tokens=2)
 
@@ -158,8 +180,9 @@ async def test_queue_full_is_429_and_invalid_is_400(engine: EngineProcess, tmp_p
 async def test_rank_order_is_explained(engine: EngineProcess, tmp_path: Path) -> None:
     """With one engine slot, queued requests are served shortest-predicted first; `ltr` says why."""
     async with sidecar(engine, tmp_path, max_concurrency=1) as sc:
-        blocker = asyncio.create_task(sc.client.completions.create(model=sc.model, prompt="b",
-                                                                   max_tokens=150))
+        blocker = asyncio.create_task(
+            sc.client.completions.create(model=sc.model, prompt="b", max_tokens=150)
+        )
         for _ in range(500):
             if sc.core.in_flight == 1:
                 break
@@ -189,8 +212,9 @@ async def test_rank_order_is_explained(engine: EngineProcess, tmp_path: Path) ->
 
 async def test_client_disconnect_cancels(engine: EngineProcess, tmp_path: Path) -> None:
     async with sidecar(engine, tmp_path) as sc:
-        stream = await sc.client.completions.create(model=sc.model, prompt="go on", max_tokens=2000,
-                                                    stream=True)
+        stream = await sc.client.completions.create(
+            model=sc.model, prompt="go on", max_tokens=2000, stream=True
+        )
         got = 0
         async for _chunk in stream:
             got += 1

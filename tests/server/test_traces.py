@@ -21,9 +21,18 @@ from ltr_sidecar.server.traces import TraceRecorder
 
 
 def _rec(i: int, prompt: str | None = "write a haiku about queues") -> TraceRecord:
-    return TraceRecord(timestamp=1_700_000_000.0 + i, request_id=f"r{i}", prompt=prompt, prompt_tokens=7,
-                       score=0.25 * i, output_tokens=10 + i, predictor_version="v3", model="tiny",
-                       policy="ltr", finish_reason="length")
+    return TraceRecord(
+        timestamp=1_700_000_000.0 + i,
+        request_id=f"r{i}",
+        prompt=prompt,
+        prompt_tokens=7,
+        score=0.25 * i,
+        output_tokens=10 + i,
+        predictor_version="v3",
+        model="tiny",
+        policy="ltr",
+        finish_reason="length",
+    )
 
 
 def test_records_round_trip_with_all_fields(tmp_path: Path) -> None:
@@ -105,9 +114,12 @@ def test_corrupt_lines_are_counted_and_skipped(tmp_path: Path) -> None:
     good = json.dumps({"request_id": "a", "output_tokens": 3, "prompt": "hi"})
     (tmp_path / f"{TRACE_FILE}.1").write_text(good + "\n{not json\n[1, 2]\n")
     (tmp_path / TRACE_FILE).write_text(
-        json.dumps({"request_id": "b", "output_tokens": "12"}) + "\n"  # wrong type
-        + json.dumps({"request_id": "c", "output_tokens": 4}) + "\n\n"
-        + '{"request_id": "d", "output_tok')  # cut short by a crash
+        json.dumps({"request_id": "b", "output_tokens": "12"})
+        + "\n"  # wrong type
+        + json.dumps({"request_id": "c", "output_tokens": 4})
+        + "\n\n"
+        + '{"request_id": "d", "output_tok'
+    )  # cut short by a crash
     stats = TraceStats()
     rows = list(iter_trace_records(tmp_path, stats))
     assert [r["request_id"] for r in rows] == ["a", "c"]

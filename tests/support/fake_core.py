@@ -45,9 +45,15 @@ class FakeCore:
     metrics: SidecarMetrics | None = None
 
     def predictor_status(self) -> PredictorStatus:
-        return PredictorStatus(version=self.version, backbone="fast" if self.version else "", loaded_at=None,
-                               last_error="", online_kendall_tau=0.0, online_samples=0,
-                               fallback_fcfs=not self.version)
+        return PredictorStatus(
+            version=self.version,
+            backbone="fast" if self.version else "",
+            loaded_at=None,
+            last_error="",
+            online_kendall_tau=0.0,
+            online_samples=0,
+            fallback_fcfs=not self.version,
+        )
 
     async def submit(self, req: SubmitRequest) -> AsyncGenerator[StreamEvent, None]:
         self.submitted.append(req)
@@ -64,18 +70,29 @@ class FakeCore:
                 raise self.fail_after
             if self.omit_final:
                 return
-            info = SchedulingInfo(score=1.5, rank_at_arrival=2, queue_wait_s=0.0125, promoted=False,
-                                  policy="ltr", predictor_version=self.version, priority=req.priority)
+            info = SchedulingInfo(
+                score=1.5,
+                rank_at_arrival=2,
+                queue_wait_s=0.0125,
+                promoted=False,
+                policy="ltr",
+                predictor_version=self.version,
+                priority=req.priority,
+            )
             done = True
             self.finished.append(req.request_id)
-            yield FinalResult(finish_reason=self.finish_reason, prompt_tokens=5,
-                              completion_tokens=len(self.tokens), scheduling=info, ttft_s=0.02, total_s=0.05,
-                              error="boom" if self.finish_reason == "error" else "")
+            yield FinalResult(
+                finish_reason=self.finish_reason,
+                prompt_tokens=5,
+                completion_tokens=len(self.tokens),
+                scheduling=info,
+                ttft_s=0.02,
+                total_s=0.05,
+                error="boom" if self.finish_reason == "error" else "",
+            )
         finally:
             if not done:
                 self.closed_early.append(req.request_id)
 
 
 QUEUE_FULL = SidecarError(ErrorCode.RESOURCE_EXHAUSTED, "queue is full (2 requests waiting); retry later")
-
-

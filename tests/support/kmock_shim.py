@@ -115,8 +115,11 @@ class KubeAPI(KubernetesEmulator):
         key = (request.resource, meta.get("namespace"), meta["name"])
         if key in self._objects and not self._objects[key].deleted:
             raise KubernetesError(status=409, reason="AlreadyExists", message=f"{meta['name']} exists")
-        meta.update(uid=str(uuid.uuid4()), generation=1,
-                    creationTimestamp=datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+        meta.update(
+            uid=str(uuid.uuid4()),
+            generation=1,
+            creationTimestamp=datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        )
         meta.pop("resourceVersion", None)
         await self._store(key, obj, "ADDED")
         refs = [ref.get("uid") for ref in meta.get("ownerReferences", []) if ref.get("uid")]
@@ -138,9 +141,12 @@ class KubeAPI(KubernetesEmulator):
             elif isinstance(patch, dict):
                 wanted = str(patch.get("metadata", {}).get("resourceVersion") or "")
                 if wanted and wanted != current["metadata"].get("resourceVersion"):
-                    raise KubernetesError(status=409, reason="Conflict",
-                                          message="the object has been modified; please apply your changes "
-                                                  "to the latest version and try again")
+                    raise KubernetesError(
+                        status=409,
+                        reason="Conflict",
+                        message="the object has been modified; please apply your changes "
+                        "to the latest version and try again",
+                    )
                 patched = dict(dicts.merge_patch_dict(current, patch))
             else:
                 raise KubernetesError(status=400, reason="BadRequest", message="unsupported patch body")
@@ -164,8 +170,11 @@ class KubeAPI(KubernetesEmulator):
             await self._store(key, new, "MODIFIED")
 
     async def _handle(self, request: rendering.Request) -> Any:
-        if request.resource is not None and request.action in (enums.action.CREATE, enums.action.UPDATE,
-                                                                enums.action.DELETE):
+        if request.resource is not None and request.action in (
+            enums.action.CREATE,
+            enums.action.UPDATE,
+            enums.action.DELETE,
+        ):
             async with self._lock:
                 if request.action == enums.action.CREATE:
                     await self._create(request)
@@ -190,9 +199,13 @@ class KubeAPI(KubernetesEmulator):
         bus = self._buses[request.resource]
         async with self._lock:  # writes hold the lock too: the snapshot and the mark are consistent
             mark = await bus.mark()
-            snapshot = [copy.deepcopy(obj.raw) for (res, ns, _), obj in self._objects.items()
-                        if res == request.resource and not obj.deleted
-                        and (request.namespace is None or ns == request.namespace)]
+            snapshot = [
+                copy.deepcopy(obj.raw)
+                for (res, ns, _), obj in self._objects.items()
+                if res == request.resource
+                and not obj.deleted
+                and (request.namespace is None or ns == request.namespace)
+            ]
         try:
             for raw in snapshot:
                 if _rv(raw) > since:

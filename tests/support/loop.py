@@ -50,13 +50,17 @@ class Replay:
         await asyncio.gather(*self.tasks)
 
 
-async def _generate(stub: pb_grpc.SchedulerStub, replay: Replay, request_id: str, row: dict[str, Any],
-                    no_trace: bool) -> None:
+async def _generate(
+    stub: pb_grpc.SchedulerStub, replay: Replay, request_id: str, row: dict[str, Any], no_trace: bool
+) -> None:
     finals = replay.finals.setdefault(request_id, [])
     try:
-        call = stub.Generate(pb.GenerateRequest(request_id=request_id, prompt=row["prompt"],
-                                                max_tokens=row["max_tokens"], no_trace=no_trace),
-                             timeout=CALL_TIMEOUT_S)
+        call = stub.Generate(
+            pb.GenerateRequest(
+                request_id=request_id, prompt=row["prompt"], max_tokens=row["max_tokens"], no_trace=no_trace
+            ),
+            timeout=CALL_TIMEOUT_S,
+        )
         async for msg in call:
             assert msg.request_id == request_id, (msg.request_id, request_id)
             if msg.HasField("final"):
@@ -65,7 +69,8 @@ async def _generate(stub: pb_grpc.SchedulerStub, replay: Replay, request_id: str
         replay.errors[request_id] = f"{exc.code().name}: {exc.details()}"
 
 
-def submit(stub: pb_grpc.SchedulerStub, replay: Replay, request_id: str, row: dict[str, Any],
-           no_trace: bool = False) -> None:
+def submit(
+    stub: pb_grpc.SchedulerStub, replay: Replay, request_id: str, row: dict[str, Any], no_trace: bool = False
+) -> None:
     """Start one Generate stream over gRPC (a task owned by `replay`)."""
     replay.tasks.append(asyncio.create_task(_generate(stub, replay, request_id, row, no_trace)))

@@ -43,18 +43,29 @@ FakeEngine = ScriptedEngine
 
 
 def make_config(engine_url: str, **overrides: Any) -> SidecarConfig:
-    raw = {"engine_url": engine_url, "grpc_port": 0, "http_port": 0, "host": "127.0.0.1",
-           "max_concurrency": 2, "starvation_threshold": 0, "scoring_window_ms": 1}
+    raw = {
+        "engine_url": engine_url,
+        "grpc_port": 0,
+        "http_port": 0,
+        "host": "127.0.0.1",
+        "max_concurrency": 2,
+        "starvation_threshold": 0,
+        "scoring_window_ms": 1,
+    }
     raw.update(overrides)
     return validate(raw)
 
 
 @contextlib.asynccontextmanager
-async def running_core(engine_url: str, predictor: Any = None, metrics: Any = None, traces: Any = None,
-                       **overrides: Any) -> AsyncIterator[SchedulerCore]:
-    core = SchedulerCore(make_config(engine_url, **overrides),
-                         predictor=predictor if predictor is not None else TaggedPredictor(),
-                         metrics=metrics, traces=traces)
+async def running_core(
+    engine_url: str, predictor: Any = None, metrics: Any = None, traces: Any = None, **overrides: Any
+) -> AsyncIterator[SchedulerCore]:
+    core = SchedulerCore(
+        make_config(engine_url, **overrides),
+        predictor=predictor if predictor is not None else TaggedPredictor(),
+        metrics=metrics,
+        traces=traces,
+    )
     await core.start()
     try:
         yield core

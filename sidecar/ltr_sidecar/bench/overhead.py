@@ -90,9 +90,20 @@ class Pair:
 
 
 def _start_engine(token_delay_ms: float, env: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen([sys.executable, "-m", "ltr_sidecar.devtools.scripted_engine", "--port", "0",
-                             "--token-delay-ms", str(token_delay_ms)],
-                            env=env, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "ltr_sidecar.devtools.scripted_engine",
+            "--port",
+            "0",
+            "--token-delay-ms",
+            str(token_delay_ms),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert proc.stdout is not None
     url = proc.stdout.readline().strip()
     if not url.startswith("http://"):
@@ -102,18 +113,43 @@ def _start_engine(token_delay_ms: float, env: dict[str, str]) -> tuple[subproces
 
 
 @contextlib.contextmanager
-def running_pair(predictor_dir: Path, trace_dir: Path, token_delay_ms: float,
-                 scoring_window_ms: float, concurrency: int) -> Iterator[Pair]:
+def running_pair(
+    predictor_dir: Path, trace_dir: Path, token_delay_ms: float, scoring_window_ms: float, concurrency: int
+) -> Iterator[Pair]:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     engine, engine_url = _start_engine(token_delay_ms, env)
     grpc_port, http_port = free_port(), free_port()
     sidecar = subprocess.Popen(
-        [sys.executable, "-m", "ltr.cli", "sidecar", "--engine-url", engine_url,
-         "--predictor", str(predictor_dir), "--policy", "ltr", "--max-concurrency", str(concurrency),
-         "--max-queue", str(max(1024, concurrency)), "--grpc-port", str(grpc_port),
-         "--http-port", str(http_port), "--host", "127.0.0.1", "--trace-dir", str(trace_dir),
-         "--scoring-window-ms", str(scoring_window_ms), "--log-level", "warning"],
-        env=env)
+        [
+            sys.executable,
+            "-m",
+            "ltr.cli",
+            "sidecar",
+            "--engine-url",
+            engine_url,
+            "--predictor",
+            str(predictor_dir),
+            "--policy",
+            "ltr",
+            "--max-concurrency",
+            str(concurrency),
+            "--max-queue",
+            str(max(1024, concurrency)),
+            "--grpc-port",
+            str(grpc_port),
+            "--http-port",
+            str(http_port),
+            "--host",
+            "127.0.0.1",
+            "--trace-dir",
+            str(trace_dir),
+            "--scoring-window-ms",
+            str(scoring_window_ms),
+            "--log-level",
+            "warning",
+        ],
+        env=env,
+    )
     try:
         pair = Pair(engine_url, f"http://127.0.0.1:{http_port}", grpc_port, sidecar.pid)
         asyncio.run(_wait_ready(pair.sidecar_url + "/health", sidecar))
@@ -186,14 +222,18 @@ async def _scoring_now(session: aiohttp.ClientSession, sidecar_url: str) -> tupl
 # -- measurements ----------------------------------------------------------------------------------------
 async def measure_ttft(pair: Pair, requests: int, warmup: int = 20) -> dict[str, Any]:
     samples: dict[str, list[float]] = {p: [] for p in PATHS}
-    async with aiohttp.ClientSession() as session, \
-            grpc.aio.insecure_channel(f"127.0.0.1:{pair.grpc_port}") as channel:
+    async with (
+        aiohttp.ClientSession() as session,
+        grpc.aio.insecure_channel(f"127.0.0.1:{pair.grpc_port}") as channel,
+    ):
         stub = pb_grpc.SchedulerStub(channel)
 
         async def one_round() -> tuple[float, float, float]:
-            return ((await http_stream(session, pair.engine_url, TTFT_TOKENS))[0],
-                    (await http_stream(session, pair.sidecar_url, TTFT_TOKENS))[0],
-                    (await grpc_stream(stub, TTFT_TOKENS))[0])
+            return (
+                (await http_stream(session, pair.engine_url, TTFT_TOKENS))[0],
+                (await http_stream(session, pair.sidecar_url, TTFT_TOKENS))[0],
+                (await grpc_stream(stub, TTFT_TOKENS))[0],
+            )
 
         for _ in range(warmup):  # connections, lazy imports, caches
             await one_round()
@@ -206,25 +246,34 @@ async def measure_ttft(pair: Pair, requests: int, warmup: int = 20) -> dict[str,
         score1 = await _scoring_now(session, pair.sidecar_url)
     scored = score1[1] - score0[1]
     scoring_ms = 1000 * (score1[0] - score0[0]) / scored if scored else 0.0
-    out: dict[str, Any] = {"rounds": requests, "max_tokens": TTFT_TOKENS,
-                           "ms": {p: summary_ms(samples[p]) for p in PATHS},
-                           "scoring_mean_ms": round(scoring_ms, 3), "scored_requests": scored}
+    out: dict[str, Any] = {
+        "rounds": requests,
+        "max_tokens": TTFT_TOKENS,
+        "ms": {p: summary_ms(samples[p]) for p in PATHS},
+        "scoring_mean_ms": round(scoring_ms, 3),
+        "scored_requests": scored,
+    }
     direct = samples["direct_http"]
     for path in PATHS[1:]:
         paired = statistics.median(b - a for a, b in zip(direct, samples[path], strict=True)) * 1000
-        out[path] = {"added_p50_ms": round(out["ms"][path]["p50"] - out["ms"]["direct_http"]["p50"], 3),
-                     "added_paired_p50_ms": round(paired, 3),
-                     "added_paired_p50_excluding_scoring_ms": round(paired - scoring_ms, 3)}
+        out[path] = {
+            "added_p50_ms": round(out["ms"][path]["p50"] - out["ms"]["direct_http"]["p50"], 3),
+            "added_paired_p50_ms": round(paired, 3),
+            "added_paired_p50_excluding_scoring_ms": round(paired - scoring_ms, 3),
+        }
     return out
 
 
 async def measure_relay(pair: Pair, path: str, streams: int, tokens: int) -> dict[str, Any]:
     """`streams` concurrent streams of `tokens` tokens on one path; sidecar CPU from /proc."""
     connector = aiohttp.TCPConnector(limit=0)
-    async with aiohttp.ClientSession(connector=connector) as session, \
-            grpc.aio.insecure_channel(f"127.0.0.1:{pair.grpc_port}") as channel:
+    async with (
+        aiohttp.ClientSession(connector=connector) as session,
+        grpc.aio.insecure_channel(f"127.0.0.1:{pair.grpc_port}") as channel,
+    ):
         stub = pb_grpc.SchedulerStub(channel)
         if path == "sidecar_grpc":
+
             def one(n: int) -> Any:
                 return grpc_stream(stub, n)
         else:
@@ -232,6 +281,7 @@ async def measure_relay(pair: Pair, path: str, streams: int, tokens: int) -> dic
 
             def one(n: int) -> Any:
                 return http_stream(session, base, n)
+
         await asyncio.gather(*(one(8) for _ in range(streams)))  # warm-up: connections
         cpu0, t0 = cpu_seconds(pair.sidecar_pid), time.perf_counter()
         results = await asyncio.gather(*(one(tokens) for _ in range(streams)))
@@ -239,9 +289,15 @@ async def measure_relay(pair: Pair, path: str, streams: int, tokens: int) -> dic
     total, messages = sum(r[1] for r in results), sum(r[2] for r in results)
     if total != streams * tokens:
         raise RuntimeError(f"{path}: expected {streams * tokens} tokens, received {total}")
-    out: dict[str, Any] = {"streams": streams, "tokens_per_stream": tokens, "tokens": total,
-                           "messages": messages, "tokens_per_message": round(total / messages, 2),
-                           "wall_s": round(wall, 3), "tokens_per_s_wall": round(total / wall)}
+    out: dict[str, Any] = {
+        "streams": streams,
+        "tokens_per_stream": tokens,
+        "tokens": total,
+        "messages": messages,
+        "tokens_per_message": round(total / messages, 2),
+        "wall_s": round(wall, 3),
+        "tokens_per_s_wall": round(total / wall),
+    }
     if path != "direct_http":
         out["sidecar_cpu_s"] = round(cpu, 3)
         out["tokens_per_cpu_s"] = round(total / cpu) if cpu > 0 else None
@@ -278,9 +334,11 @@ def markdown(result: dict[str, Any]) -> str:
     ]
     for q in ("p50", "p90", "p99"):
         d = ms["direct_http"][q]
-        lines.append(f"| TTFT {q} (ms) | {d:.3f} | {ms['sidecar_http'][q]:.3f} "
-                     f"({ms['sidecar_http'][q] - d:+.3f}) | {ms['sidecar_grpc'][q]:.3f} "
-                     f"({ms['sidecar_grpc'][q] - d:+.3f}) | |")
+        lines.append(
+            f"| TTFT {q} (ms) | {d:.3f} | {ms['sidecar_http'][q]:.3f} "
+            f"({ms['sidecar_http'][q] - d:+.3f}) | {ms['sidecar_grpc'][q]:.3f} "
+            f"({ms['sidecar_grpc'][q] - d:+.3f}) | |"
+        )
     lines += [
         f"| added TTFT, paired p50 (ms) | | {h['added_paired_p50_ms']:+.3f} | "
         f"{g['added_paired_p50_ms']:+.3f} | |",
@@ -290,8 +348,10 @@ def markdown(result: dict[str, Any]) -> str:
         f"**{h['added_paired_p50_excluding_scoring_ms']:+.3f}** | "
         f"**{g['added_paired_p50_excluding_scoring_ms']:+.3f}** | ≤ {GOAL_ADDED_TTFT_MS:g} |",
     ]
-    for key, title in (("relay_unpaced", "engine as fast as it can"),
-                       ("relay_paced", f"engine paced {env['paced_token_ms']:g} ms/token/stream")):
+    for key, title in (
+        ("relay_unpaced", "engine as fast as it can"),
+        ("relay_paced", f"engine paced {env['paced_token_ms']:g} ms/token/stream"),
+    ):
         r = result[key]
         d, rh, rg = r["direct_http"], r["sidecar_http"], r["sidecar_grpc"]
         shape = f"{d['streams']} streams × {d['tokens_per_stream']} tokens"
@@ -322,10 +382,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tokens", type=int, default=2000, help="tokens per stream, unpaced relay (2000)")
     p.add_argument("--paced-streams", type=int, default=64, help="concurrent streams, paced relay (64)")
     p.add_argument("--paced-tokens", type=int, default=400, help="tokens per stream, paced relay (400)")
-    p.add_argument("--paced-token-ms", type=float, default=5.0,
-                   help="per-stream token interval of the paced engine, like a decode step (5)")
-    p.add_argument("--scoring-window-ms", type=float, default=0.0,
-                   help="sidecar scoring micro-batch window (0 = score at once, no batching delay)")
+    p.add_argument(
+        "--paced-token-ms",
+        type=float,
+        default=5.0,
+        help="per-stream token interval of the paced engine, like a decode step (5)",
+    )
+    p.add_argument(
+        "--scoring-window-ms",
+        type=float,
+        default=0.0,
+        help="sidecar scoring micro-batch window (0 = score at once, no batching delay)",
+    )
     p.add_argument("--quick", action="store_true", help="small run (smoke test); writes *_quick.*")
     p.add_argument("--out", type=Path, default=Path("benchmarks/results"), help="output folder")
     args = p.parse_args(argv)
@@ -333,8 +401,13 @@ def main(argv: list[str] | None = None) -> int:
     if min(sizes) < 1 or args.paced_token_ms <= 0 or args.scoring_window_ms < 0:
         p.error("request/stream/token counts must be >= 1, --paced-token-ms > 0, --scoring-window-ms >= 0")
     if args.quick:
-        (args.ttft_requests, args.streams, args.tokens,
-         args.paced_streams, args.paced_tokens) = 30, 4, 200, 8, 50
+        (args.ttft_requests, args.streams, args.tokens, args.paced_streams, args.paced_tokens) = (
+            30,
+            4,
+            200,
+            8,
+            50,
+        )
     from ltr_sidecar.predictor import PromptLengthPredictor
 
     loadavg = os.getloadavg()
@@ -344,19 +417,25 @@ def main(argv: list[str] | None = None) -> int:
         predictor = Path(tmp) / "predictor"
         PromptLengthPredictor(version="prompt-length").save(predictor)
         progress("starting scripted engine (unpaced) + sidecar")
-        with running_pair(predictor, Path(tmp) / "traces-a", 0.0, args.scoring_window_ms,
-                          concurrency) as pair:
+        with running_pair(
+            predictor, Path(tmp) / "traces-a", 0.0, args.scoring_window_ms, concurrency
+        ) as pair:
             result["ttft"] = asyncio.run(measure_ttft(pair, args.ttft_requests))
             result["relay_unpaced"] = relay_all(pair, args.streams, args.tokens, "unpaced")
         progress(f"starting scripted engine (paced {args.paced_token_ms:g} ms) + sidecar")
-        with running_pair(predictor, Path(tmp) / "traces-b", args.paced_token_ms, args.scoring_window_ms,
-                          concurrency) as pair:
+        with running_pair(
+            predictor, Path(tmp) / "traces-b", args.paced_token_ms, args.scoring_window_ms, concurrency
+        ) as pair:
             result["relay_paced"] = relay_all(pair, args.paced_streams, args.paced_tokens, "paced")
     result["environment"] = {
-        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "cpus": os.cpu_count(),
-        "loadavg_before": [round(x, 2) for x in loadavg], "python": platform.python_version(),
-        "machine": platform.machine(), "paced_token_ms": args.paced_token_ms,
-        "scoring_window_ms": args.scoring_window_ms, "quick": args.quick,
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "cpus": os.cpu_count(),
+        "loadavg_before": [round(x, 2) for x in loadavg],
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "paced_token_ms": args.paced_token_ms,
+        "scoring_window_ms": args.scoring_window_ms,
+        "quick": args.quick,
     }
     md = markdown(result)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -88,8 +88,12 @@ def _valid_trace(obj: object) -> bool:
         return False
     rid = obj.get("request_id")
     tokens = obj.get("output_tokens")
-    return (rid is None or isinstance(rid, str)) and isinstance(tokens, int) and not isinstance(
-        tokens, bool) and tokens >= 0
+    return (
+        (rid is None or isinstance(rid, str))
+        and isinstance(tokens, int)
+        and not isinstance(tokens, bool)
+        and tokens >= 0
+    )
 
 
 def iter_trace_records(directory: str | Path, stats: TraceStats | None = None) -> Iterator[dict[str, Any]]:

@@ -97,8 +97,10 @@ class ScriptedEngine:
                 if self.token_delay_s > 0:
                     await asyncio.sleep(self.token_delay_s)
                 await resp.write(chunk)
-            final = {"choices": [{"index": 0, "text": "", "finish_reason": "length"}],
-                     "usage": {"prompt_tokens": 3, "completion_tokens": n, "total_tokens": n + 3}}
+            final = {
+                "choices": [{"index": 0, "text": "", "finish_reason": "length"}],
+                "usage": {"prompt_tokens": 3, "completion_tokens": n, "total_tokens": n + 3},
+            }
             await resp.write(f"data: {json.dumps(final)}\n\ndata: [DONE]\n\n".encode())
             if self.record:
                 self.completed.append(rid)

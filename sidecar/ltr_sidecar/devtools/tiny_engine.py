@@ -76,27 +76,40 @@ def build_tiny_model(path: str | os.PathLike[str], spec: TinyModelSpec = TinyMod
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=spec.vocab_size, special_tokens=SPECIAL_TOKENS, show_progress=False,
+        vocab_size=spec.vocab_size,
+        special_tokens=SPECIAL_TOKENS,
+        show_progress=False,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
     )
     bpe.train_from_iterator(_corpus(), trainer=trainer)
     tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=bpe, eos_token="<|endoftext|>", pad_token="<|endoftext|>", bos_token=None,
+        tokenizer_object=bpe,
+        eos_token="<|endoftext|>",
+        pad_token="<|endoftext|>",
+        bos_token=None,
     )
     tokenizer.chat_template = CHAT_TEMPLATE
     tokenizer.save_pretrained(out)
 
     torch.manual_seed(spec.seed)
     config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=spec.hidden_size, intermediate_size=spec.intermediate_size,
-        num_hidden_layers=spec.num_hidden_layers, num_attention_heads=spec.num_attention_heads,
-        num_key_value_heads=spec.num_key_value_heads, max_position_embeddings=spec.max_position_embeddings,
-        bos_token_id=None, eos_token_id=None, pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True,
+        vocab_size=len(tokenizer),
+        hidden_size=spec.hidden_size,
+        intermediate_size=spec.intermediate_size,
+        num_hidden_layers=spec.num_hidden_layers,
+        num_attention_heads=spec.num_attention_heads,
+        num_key_value_heads=spec.num_key_value_heads,
+        max_position_embeddings=spec.max_position_embeddings,
+        bos_token_id=None,
+        eos_token_id=None,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=True,
         dtype="float32",
     )
     model = LlamaForCausalLM(config)
-    model.generation_config = GenerationConfig(eos_token_id=-1, pad_token_id=tokenizer.pad_token_id,
-                                               do_sample=False)
+    model.generation_config = GenerationConfig(
+        eos_token_id=-1, pad_token_id=tokenizer.pad_token_id, do_sample=False
+    )
     model.save_pretrained(out, safe_serialization=True)
     # EOS unreachable: -1 never matches a token id, so generation always runs to max_tokens.
     gen_path = out / "generation_config.json"
@@ -116,8 +129,9 @@ def transformers_cli() -> list[str]:
 
 def _probe(url: str, model_dir: str, timeout: float) -> bool:
     body = json.dumps({"model": model_dir, "prompt": "hello", "max_tokens": 1}).encode()
-    req = urllib.request.Request(f"{url}/v1/completions", data=body,
-                                 headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(
+        f"{url}/v1/completions", data=body, headers={"Content-Type": "application/json"}
+    )
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             return resp.status == 200
@@ -164,20 +178,45 @@ class EngineProcess:
 KV_CACHE_ARGS = ("--cb-num-blocks", "128", "--cb-max-batch-tokens", "4096")
 
 
-def start_engine(model_dir: str | os.PathLike[str], port: int | None = None, *, threads: int = 1,
-                 startup_timeout: float = 120.0, extra_args: list[str] | None = None) -> EngineProcess:
+def start_engine(
+    model_dir: str | os.PathLike[str],
+    port: int | None = None,
+    *,
+    threads: int = 1,
+    startup_timeout: float = 120.0,
+    extra_args: list[str] | None = None,
+) -> EngineProcess:
     """Start `transformers serve --continuous-batching` on 127.0.0.1 and wait until it generates.
 
     The KV cache is bounded by KV_CACHE_ARGS unless `extra_args` sets `--cb-num-blocks` itself."""
     model_dir = Path(model_dir).resolve()
     port = port or free_port()
     log_fd, log_name = tempfile.mkstemp(prefix="ltr-engine-", suffix=".log")
-    cmd = [*transformers_cli(), "serve", str(model_dir), "--continuous-batching", "--device", "cpu",
-           "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", *(extra_args or [])]
+    cmd = [
+        *transformers_cli(),
+        "serve",
+        str(model_dir),
+        "--continuous-batching",
+        "--device",
+        "cpu",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+        *(extra_args or []),
+    ]
     if "--cb-num-blocks" not in cmd:
         cmd += KV_CACHE_ARGS
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
-           "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": str(threads),
+        "MKL_NUM_THREADS": str(threads),
+        "TOKENIZERS_PARALLELISM": "false",
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+    }
     proc = subprocess.Popen(cmd, stdout=log_fd, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     os.close(log_fd)
     engine = EngineProcess(model_dir, port, proc, Path(log_name))
@@ -193,8 +232,9 @@ def start_engine(model_dir: str | os.PathLike[str], port: int | None = None, *, 
 
 
 @contextlib.contextmanager
-def serve_engine(model_dir: str | os.PathLike[str] | None = None, port: int | None = None,
-                 **kwargs: object) -> Iterator[EngineProcess]:
+def serve_engine(
+    model_dir: str | os.PathLike[str] | None = None, port: int | None = None, **kwargs: object
+) -> Iterator[EngineProcess]:
     """Context manager: a ready tiny engine (built in a temp dir when `model_dir` is None)."""
     tmp: str | None = None
     if model_dir is None:

@@ -83,8 +83,12 @@ class SidecarConfig:
 
     def with_predictor_source(self, other: SidecarConfig) -> SidecarConfig:
         """This config with `other`'s predictor source keys (the only keys applied without a restart)."""
-        return dataclasses.replace(self, predictor_dir=other.predictor_dir, predictor_store=other.predictor_store,
-                                   predictor_version=other.predictor_version)
+        return dataclasses.replace(
+            self,
+            predictor_dir=other.predictor_dir,
+            predictor_store=other.predictor_store,
+            predictor_version=other.predictor_version,
+        )
 
     def restart_keys_changed(self, other: SidecarConfig) -> list[str]:
         """Keys that differ in `other` and take effect only on a restart."""
@@ -130,8 +134,15 @@ def validate(raw: dict[str, Any]) -> SidecarConfig:
     if unknown:
         raise ConfigError(f"unknown config key(s) {unknown}; valid keys: {', '.join(FIELD_NAMES)}")
     c = SidecarConfig()
-    for key in ("engine_url", "model", "predictor_dir", "predictor_store", "predictor_version", "host",
-                "trace_dir"):
+    for key in (
+        "engine_url",
+        "model",
+        "predictor_dir",
+        "predictor_store",
+        "predictor_version",
+        "host",
+        "trace_dir",
+    ):
         if key in raw:
             setattr(c, key, _str(key, raw[key]))
     if not re.match(r"^https?://[^/\s]+", c.engine_url):
@@ -147,8 +158,9 @@ def validate(raw: dict[str, Any]) -> SidecarConfig:
     c.max_queue = _int("max_queue", raw.get("max_queue", c.max_queue), 1, 10_000_000)
     mc = raw.get("max_concurrency", c.max_concurrency)
     c.max_concurrency = "auto" if mc == "auto" else _int("max_concurrency", mc, 1, 100_000)
-    c.max_tokens_limit = _int("max_tokens_limit", raw.get("max_tokens_limit", c.max_tokens_limit), 1,
-                              10_000_000)
+    c.max_tokens_limit = _int(
+        "max_tokens_limit", raw.get("max_tokens_limit", c.max_tokens_limit), 1, 10_000_000
+    )
     bands = raw.get("priority_bands", c.priority_bands)
     if not isinstance(bands, list) or not bands:
         raise ConfigError(f"priority_bands: expected a non-empty list of integers, got {bands!r}")

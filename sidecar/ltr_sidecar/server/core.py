@@ -51,9 +51,14 @@ FINISH_OUTCOMES = {"stop": Outcome.OK, "length": Outcome.OK, "cancelled": Outcom
 class SchedulerCore:
     """The scheduling core shared by the gRPC and HTTP surfaces (see module doc)."""
 
-    def __init__(self, config: SidecarConfig, predictor: Predictor | None = None,
-                 metrics: CoreMetrics | None = None, traces: TraceSink | None = None,
-                 engine: EngineClient | None = None) -> None:
+    def __init__(
+        self,
+        config: SidecarConfig,
+        predictor: Predictor | None = None,
+        metrics: CoreMetrics | None = None,
+        traces: TraceSink | None = None,
+        engine: EngineClient | None = None,
+    ) -> None:
         self.config = config
         self.metrics: CoreMetrics = metrics if metrics is not None else SidecarMetrics()
         self.traces = traces
@@ -90,8 +95,10 @@ class SchedulerCore:
             await self._slot.load_initial()
         self.metrics.set_max_concurrency(self.admission.limit)
         await self.monitor.probe()
-        self._tasks = [asyncio.create_task(self._admission_loop(), name="ltr-admission"),
-                       asyncio.create_task(self.monitor.run(), name="ltr-engine-probe")]
+        self._tasks = [
+            asyncio.create_task(self._admission_loop(), name="ltr-admission"),
+            asyncio.create_task(self.monitor.run(), name="ltr-engine-probe"),
+        ]
         self._started = True
 
     async def stop(self, grace_s: float | None = None) -> None:
@@ -189,8 +196,10 @@ class SchedulerCore:
             raise SidecarError(ErrorCode.DEADLINE_EXCEEDED, "the request's deadline has already passed")
         if len(self.queue) >= self.config.max_queue:  # fail fast, before spending predictor time
             self.metrics.request_finished(Outcome.REJECTED_FULL)
-            raise SidecarError(ErrorCode.RESOURCE_EXHAUSTED,
-                               f"queue is full ({self.config.max_queue} requests waiting); retry later")
+            raise SidecarError(
+                ErrorCode.RESOURCE_EXHAUSTED,
+                f"queue is full ({self.config.max_queue} requests waiting); retry later",
+            )
         assert self._scorer is not None
         ((score, version),) = await self._scorer.score([req.rank_text()])
         if self._draining:
@@ -228,8 +237,9 @@ class SchedulerCore:
         except TimeoutError:
             if self.queue.remove(state.req.request_id) is not None:
                 self._record(state, Outcome.DEADLINE)
-                raise SidecarError(ErrorCode.DEADLINE_EXCEEDED,
-                                   "deadline passed while the request was queued") from None
+                raise SidecarError(
+                    ErrorCode.DEADLINE_EXCEEDED, "deadline passed while the request was queued"
+                ) from None
             await state.admitted  # admitted at the same instant: serve it
         except SidecarError:
             self._record(state, Outcome.UNAVAILABLE)
@@ -245,10 +255,16 @@ class SchedulerCore:
         model = req.model or self.monitor.served_model
         sent = time.monotonic()
         engine_req = EngineRequest(
-            model=model, max_tokens=req.max_tokens, prompt=req.prompt, messages=req.messages,
-            sampling=req.sampling, request_id=req.request_id,
+            model=model,
+            max_tokens=req.max_tokens,
+            prompt=req.prompt,
+            messages=req.messages,
+            sampling=req.sampling,
+            request_id=req.request_id,
             priority=(-req.priority * 1_000_000 + min(state.rank_at_arrival, 999_999))
-            if self.config.send_priority else None)
+            if self.config.send_priority
+            else None,
+        )
         try:
             state.stream = await self.engine.open_stream(engine_req)
         except SidecarError as exc:
@@ -270,9 +286,14 @@ class SchedulerCore:
                 if first is not None and ev.completion_tokens > 1:
                     self.admission.observe_tpot((end - first) / (ev.completion_tokens - 1))
                 final = FinalResult(
-                    finish_reason=ev.finish_reason, prompt_tokens=ev.prompt_tokens,
-                    completion_tokens=ev.completion_tokens, scheduling=state.scheduling_info(self.policy_name),
-                    ttft_s=(first or end) - state.arrival, total_s=end - state.arrival, error=ev.error)
+                    finish_reason=ev.finish_reason,
+                    prompt_tokens=ev.prompt_tokens,
+                    completion_tokens=ev.completion_tokens,
+                    scheduling=state.scheduling_info(self.policy_name),
+                    ttft_s=(first or end) - state.arrival,
+                    total_s=end - state.arrival,
+                    error=ev.error,
+                )
                 self._completed(state, final, model)
                 self._record(state, FINISH_OUTCOMES.get(ev.finish_reason, Outcome.ERROR))
                 yield final
@@ -367,16 +388,28 @@ class SchedulerCore:
 
     def snapshot(self, include_entries: bool = False, limit: int = 100) -> QueueSnapshot:
         return QueueSnapshot.of(
-            self.queue, time.monotonic(), in_flight=self._in_flight, max_concurrency=self.admission.limit,
-            predictor_version=self.predictor_version, policy=self.policy_name, draining=self._draining,
-            limit=(limit if limit > 0 else 100) if include_entries else 0)
+            self.queue,
+            time.monotonic(),
+            in_flight=self._in_flight,
+            max_concurrency=self.admission.limit,
+            predictor_version=self.predictor_version,
+            policy=self.policy_name,
+            draining=self._draining,
+            limit=(limit if limit > 0 else 100) if include_entries else 0,
+        )
 
     def predictor_status(self) -> PredictorStatus:
         tau, n = self.metrics.online_kendall_tau()
         slot = self._slot
         return PredictorStatus(
-            version=slot.version, backbone=slot.backbone, loaded_at=slot.loaded_at, last_error=slot.last_error,
-            online_kendall_tau=float(tau), online_samples=int(n), fallback_fcfs=self.fallback_fcfs)
+            version=slot.version,
+            backbone=slot.backbone,
+            loaded_at=slot.loaded_at,
+            last_error=slot.last_error,
+            online_kendall_tau=float(tau),
+            online_samples=int(n),
+            fallback_fcfs=self.fallback_fcfs,
+        )
 
     def _predictor_changed(self, predictor: Predictor | None) -> None:
         if self._scorer is not None:

@@ -21,8 +21,13 @@ ENGINE_PROBE_S = 2.0
 class EngineMonitor:
     """Engine health as the core sees it (`ok`), kept fresh by `run()`."""
 
-    def __init__(self, engine: EngineClient, admission: Admission, served_model: str = "",
-                 period_s: float = ENGINE_PROBE_S) -> None:
+    def __init__(
+        self,
+        engine: EngineClient,
+        admission: Admission,
+        served_model: str = "",
+        period_s: float = ENGINE_PROBE_S,
+    ) -> None:
         self.engine = engine
         self.admission = admission
         self.served_model = served_model

@@ -64,12 +64,20 @@ class Core(Protocol):
 
 
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(body=json.dumps(body, separators=(",", ":")).encode(), status=status,
-                        content_type="application/json", headers=headers)
+    return web.Response(
+        body=json.dumps(body, separators=(",", ":")).encode(),
+        status=status,
+        content_type="application/json",
+        headers=headers,
+    )
 
 
-def _error(code: ErrorCode, message: str, request_id: str | None = None, status: int | None = None,
-           ) -> web.Response:
+def _error(
+    code: ErrorCode,
+    message: str,
+    request_id: str | None = None,
+    status: int | None = None,
+) -> web.Response:
     headers = {"x-request-id": request_id} if request_id else {}
     if code in (ErrorCode.RESOURCE_EXHAUSTED, ErrorCode.UNAVAILABLE):
         headers["retry-after"] = "1"
@@ -91,8 +99,11 @@ def _final_error(final: FinalResult) -> tuple[int, ErrorCode, str] | None:
         message = f"engine failed during generation: {final.error or 'unknown'}"
         return _ENGINE_FAILED, ErrorCode.UNAVAILABLE, message
     if final.finish_reason == "cancelled":
-        return (ErrorCode.UNAVAILABLE.http_status, ErrorCode.UNAVAILABLE,
-                f"request cancelled by the sidecar: {final.error or 'shutting down'}")
+        return (
+            ErrorCode.UNAVAILABLE.http_status,
+            ErrorCode.UNAVAILABLE,
+            f"request cancelled by the sidecar: {final.error or 'shutting down'}",
+        )
     return None
 
 
@@ -155,20 +166,27 @@ class _Handlers:
             try:
                 body = json.loads(raw)
             except (ValueError, UnicodeDecodeError) as exc:
-                raise SidecarError(ErrorCode.INVALID_ARGUMENT,
-                                   f"request body is not valid JSON: {exc}") from None
+                raise SidecarError(
+                    ErrorCode.INVALID_ARGUMENT, f"request body is not valid JSON: {exc}"
+                ) from None
             limit = self.core.limits.max_tokens_limit
             req, opts = parse_request(body, chat=chat, request_id=rid, max_tokens_limit=limit)
             validate_request(req, self.core.limits)
             served = self.core.served_model
             if opts.model and served and opts.model != served:
-                raise SidecarError(ErrorCode.NOT_FOUND,
-                                   f"model {opts.model!r} is not served here; this sidecar serves {served!r}")
+                raise SidecarError(
+                    ErrorCode.NOT_FOUND,
+                    f"model {opts.model!r} is not served here; this sidecar serves {served!r}",
+                )
         except SidecarError as exc:
             self.metrics.request_finished(Outcome.INVALID)
             return _error(exc.code, exc.message, rid)
-        opts = ResponseOptions(chat=opts.chat, stream=opts.stream, include_usage=opts.include_usage,
-                               model=opts.model or self.core.served_model)
+        opts = ResponseOptions(
+            chat=opts.chat,
+            stream=opts.stream,
+            include_usage=opts.include_usage,
+            model=opts.model or self.core.served_model,
+        )
         with self.watcher.watch(request):
             if opts.stream:
                 return await self._stream(request, req, opts, created)
@@ -191,8 +209,9 @@ class _Handlers:
             log.exception("request %s failed", req.request_id)
             return _error(ErrorCode.INTERNAL, "internal error in the sidecar", req.request_id)
         if final is None:
-            return _error(ErrorCode.INTERNAL, "the scheduler ended the stream without a final result",
-                          req.request_id)
+            return _error(
+                ErrorCode.INTERNAL, "the scheduler ended the stream without a final result", req.request_id
+            )
         failed = _final_error(final)
         if failed is not None:
             status, code, message = failed
@@ -200,8 +219,9 @@ class _Handlers:
         headers = {"x-request-id": req.request_id, **ltr_headers(final)}
         return _json(completion_body(opts, req.request_id, created, "".join(parts), final), headers=headers)
 
-    async def _stream(self, request: web.Request, req: SubmitRequest, opts: ResponseOptions,
-                      created: int) -> web.StreamResponse:
+    async def _stream(
+        self, request: web.Request, req: SubmitRequest, opts: ResponseOptions, created: int
+    ) -> web.StreamResponse:
         enc = StreamEncoder(opts, req.request_id, created)
         resp: web.StreamResponse | None = None
         tail = b""  # what ends the stream: the final frames, or an error event
@@ -209,9 +229,13 @@ class _Handlers:
             async with contextlib.aclosing(self.core.submit(req)) as events:
                 async for ev in events:
                     if resp is None:  # first event: admitted and running; errors before this get a status
-                        resp = web.StreamResponse(headers={
-                            "content-type": "text/event-stream", "cache-control": "no-cache",
-                            "x-request-id": req.request_id})
+                        resp = web.StreamResponse(
+                            headers={
+                                "content-type": "text/event-stream",
+                                "cache-control": "no-cache",
+                                "x-request-id": req.request_id,
+                            }
+                        )
                         await resp.prepare(request)
                         start = enc.start()
                         if start:
@@ -236,8 +260,9 @@ class _Handlers:
                 return _error(ErrorCode.INTERNAL, "internal error in the sidecar", req.request_id)
             tail = enc.error(ErrorCode.INTERNAL, "internal error in the sidecar")
         if resp is None:
-            return _error(ErrorCode.INTERNAL, "the scheduler ended the stream without a final result",
-                          req.request_id)
+            return _error(
+                ErrorCode.INTERNAL, "the scheduler ended the stream without a final result", req.request_id
+            )
         if not tail:
             tail = enc.error(ErrorCode.INTERNAL, "the scheduler ended the stream without a final result")
         with contextlib.suppress(ConnectionResetError):
@@ -254,10 +279,14 @@ class _Handlers:
         status = self.core.predictor_status()
         tau, n = self.metrics.online_kendall_tau()
         return {
-            "ready": self.core.ready, "draining": self.core.draining,
-            "predictor_version": status.version, "fcfs_fallback": status.fallback_fcfs,
-            "predictor_backbone": status.backbone, "predictor_last_error": status.last_error,
-            "online_kendall_tau": tau, "online_samples": n,
+            "ready": self.core.ready,
+            "draining": self.core.draining,
+            "predictor_version": status.version,
+            "fcfs_fallback": status.fallback_fcfs,
+            "predictor_backbone": status.backbone,
+            "predictor_last_error": status.last_error,
+            "online_kendall_tau": tau,
+            "online_samples": n,
         }
 
     async def health(self, request: web.Request) -> web.Response:
@@ -281,11 +310,15 @@ async def _json_404(request: web.Request, handler: Any) -> web.StreamResponse:
         return _error(ErrorCode.NOT_FOUND, f"no route {request.method} {request.path}")
     except web.HTTPMethodNotAllowed as exc:
         message = f"method {request.method} not allowed on {request.path}"
-        return _json(error_body(ErrorCode.INVALID_ARGUMENT, message), status=405,
-                     headers={"allow": ",".join(exc.allowed_methods)})
+        return _json(
+            error_body(ErrorCode.INVALID_ARGUMENT, message),
+            status=405,
+            headers={"allow": ",".join(exc.allowed_methods)},
+        )
     except web.HTTPRequestEntityTooLarge:
-        return _json(error_body(ErrorCode.INVALID_ARGUMENT, f"request body exceeds {MAX_BODY_BYTES} bytes"),
-                     status=413)
+        return _json(
+            error_body(ErrorCode.INVALID_ARGUMENT, f"request body exceeds {MAX_BODY_BYTES} bytes"), status=413
+        )
 
 
 def build_http_app(core: Core, metrics: SidecarMetrics | None) -> web.Application:
@@ -308,8 +341,11 @@ def build_http_app(core: Core, metrics: SidecarMetrics | None) -> web.Applicatio
     return app
 
 
-async def start_http_server(app: web.Application, host: str = "127.0.0.1", port: int = 8080,
-                            ) -> web.AppRunner:
+async def start_http_server(
+    app: web.Application,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+) -> web.AppRunner:
     """Serve `app` with client-disconnect cancellation on; returns the runner (`await runner.cleanup()`)."""
     runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
     await runner.setup()

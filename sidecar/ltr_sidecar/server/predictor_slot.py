@@ -22,14 +22,18 @@ from ltr_sidecar.server.config import SidecarConfig
 log = logging.getLogger(__name__)
 
 
-def resolve_predictor_path(config: SidecarConfig, version: str | None = None, path: str | None = None) -> Path:
+def resolve_predictor_path(
+    config: SidecarConfig, version: str | None = None, path: str | None = None
+) -> Path:
     """Where to load a predictor from: explicit path, else store/version, else config dir, else bundled."""
     if path:
         return Path(path)
     if version:
         if not config.predictor_store:
-            raise SidecarError(ErrorCode.FAILED_PRECONDITION,
-                               f"cannot load version {version!r}: no predictor_store configured")
+            raise SidecarError(
+                ErrorCode.FAILED_PRECONDITION,
+                f"cannot load version {version!r}: no predictor_store configured",
+            )
         return store_path(config.predictor_store, version)
     if config.predictor_dir:
         return Path(config.predictor_dir)
@@ -88,7 +92,11 @@ class PredictorSlot:
                 raise
             except Exception as exc:  # PredictorLoadError, OSError, torch errors...
                 self.last_error = f"loading predictor failed: {exc}"
-                code = ErrorCode.NOT_FOUND if isinstance(exc, FileNotFoundError) else ErrorCode.FAILED_PRECONDITION
+                code = (
+                    ErrorCode.NOT_FOUND
+                    if isinstance(exc, FileNotFoundError)
+                    else ErrorCode.FAILED_PRECONDITION
+                )
                 raise SidecarError(code, self.last_error) from exc
             self.install(predictor)
             self.last_error = ""

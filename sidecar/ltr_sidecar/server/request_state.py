@@ -31,15 +31,27 @@ class RequestState:
     def scheduling_info(self, policy: str) -> SchedulingInfo:
         """Explainability of this request's scheduling (the `ltr` object of responses)."""
         return SchedulingInfo(
-            score=self.score, rank_at_arrival=self.rank_at_arrival,
-            queue_wait_s=max(0.0, self.admitted_at - self.arrival), promoted=self.promoted,
-            policy=policy, predictor_version=self.version, priority=self.req.priority)
+            score=self.score,
+            rank_at_arrival=self.rank_at_arrival,
+            queue_wait_s=max(0.0, self.admitted_at - self.arrival),
+            promoted=self.promoted,
+            policy=policy,
+            predictor_version=self.version,
+            priority=self.req.priority,
+        )
 
     def trace_record(self, final: FinalResult, model: str, record_prompts: bool) -> TraceRecord:
         """What the trace files keep of this completed request (the prompt only when allowed)."""
         keep_prompt = record_prompts and not self.req.no_trace
         return TraceRecord(
-            timestamp=time.time(), request_id=self.req.request_id,
-            prompt=self.req.rank_text() if keep_prompt else None, prompt_tokens=final.prompt_tokens,
-            score=self.score, output_tokens=final.completion_tokens, predictor_version=self.version,
-            model=model, policy=final.scheduling.policy, finish_reason=final.finish_reason)
+            timestamp=time.time(),
+            request_id=self.req.request_id,
+            prompt=self.req.rank_text() if keep_prompt else None,
+            prompt_tokens=final.prompt_tokens,
+            score=self.score,
+            output_tokens=final.completion_tokens,
+            predictor_version=self.version,
+            model=model,
+            policy=final.scheduling.policy,
+            finish_reason=final.finish_reason,
+        )

@@ -25,9 +25,15 @@ MIB = 1024 * 1024
 class TraceRecorder:
     """Buffered, rotating JSONL trace writer with bounded disk use."""
 
-    def __init__(self, directory: str | os.PathLike[str], record_prompts: bool = True,
-                 max_file_bytes: int = 16 * MIB, max_files: int = 10, flush_interval_s: float = 0.5,
-                 max_buffered: int = 100_000) -> None:
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        record_prompts: bool = True,
+        max_file_bytes: int = 16 * MIB,
+        max_files: int = 10,
+        flush_interval_s: float = 0.5,
+        max_buffered: int = 100_000,
+    ) -> None:
         if max_file_bytes < 1024:
             raise ValueError(f"max_file_bytes must be >= 1024, got {max_file_bytes}")
         if max_files < 1:
@@ -95,8 +101,9 @@ class TraceRecorder:
             try:
                 line = trace_line(rec, self.record_prompts).encode("utf-8")
             except (TypeError, ValueError) as exc:
-                log.warning("dropping unserialisable trace record %r: %s",
-                            getattr(rec, "request_id", "?"), exc)
+                log.warning(
+                    "dropping unserialisable trace record %r: %s", getattr(rec, "request_id", "?"), exc
+                )
                 self.dropped += 1
                 continue
             if len(line) > self.max_file_bytes:  # a huge prompt: keep the record, drop the text
@@ -115,8 +122,9 @@ class TraceRecorder:
             chunk: list[bytes] = []
             size = self._size
             # an empty file always takes one line, so an oversized line cannot stall the writer
-            while i < len(lines) and (size + len(lines[i]) <= self.max_file_bytes
-                                      or (not chunk and size == 0)):
+            while i < len(lines) and (
+                size + len(lines[i]) <= self.max_file_bytes or (not chunk and size == 0)
+            ):
                 chunk.append(lines[i])
                 size += len(lines[i])
                 i += 1
@@ -147,7 +155,7 @@ class TraceRecorder:
     def _prune(self) -> None:
         """Delete rotated files beyond max_files (left by an earlier, larger configuration)."""
         for path in self.directory.glob(TRACE_FILE + ".*"):
-            suffix = path.name[len(TRACE_FILE) + 1:]
+            suffix = path.name[len(TRACE_FILE) + 1 :]
             if suffix.isdigit() and int(suffix) >= self.max_files:
                 path.unlink(missing_ok=True)
 

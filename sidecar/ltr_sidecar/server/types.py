@@ -105,16 +105,41 @@ class QueueSnapshot:
     draining: bool = False
 
     @classmethod
-    def of(cls, queue: RankQueue, now: float, *, in_flight: int, max_concurrency: int, predictor_version: str,
-           policy: str, draining: bool, limit: int = 0) -> QueueSnapshot:
+    def of(
+        cls,
+        queue: RankQueue,
+        now: float,
+        *,
+        in_flight: int,
+        max_concurrency: int,
+        predictor_version: str,
+        policy: str,
+        draining: bool,
+        limit: int = 0,
+    ) -> QueueSnapshot:
         """The snapshot of `queue` at `now`, with its first `limit` entries in serving order."""
-        entries = [QueueEntryInfo(item.request_id, item.score, item.priority, max(0.0, now - item.arrival),
-                                  queue.is_due(item, now))
-                   for item in itertools.islice(queue.ordered(now), limit)]
-        return cls(queue_length=len(queue), in_flight=in_flight, max_concurrency=max_concurrency,
-                   per_band=queue.per_band(), oldest_wait_s=queue.peek_wait(now),
-                   predictor_version=predictor_version, policy=policy,
-                   starvation_threshold_s=queue.starvation_threshold, entries=entries, draining=draining)
+        entries = [
+            QueueEntryInfo(
+                item.request_id,
+                item.score,
+                item.priority,
+                max(0.0, now - item.arrival),
+                queue.is_due(item, now),
+            )
+            for item in itertools.islice(queue.ordered(now), limit)
+        ]
+        return cls(
+            queue_length=len(queue),
+            in_flight=in_flight,
+            max_concurrency=max_concurrency,
+            per_band=queue.per_band(),
+            oldest_wait_s=queue.peek_wait(now),
+            predictor_version=predictor_version,
+            policy=policy,
+            starvation_threshold_s=queue.starvation_threshold,
+            entries=entries,
+            draining=draining,
+        )
 
 
 @dataclass

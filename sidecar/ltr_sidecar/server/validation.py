@@ -62,7 +62,9 @@ def _check_input(req: SubmitRequest) -> None:
         if not isinstance(m, dict) or not isinstance(m.get("role"), str) or "content" not in m:
             raise invalid(f"messages[{i}] must be an object with 'role' and 'content'")
         if m["role"] not in CHAT_ROLES:
-            raise invalid(f"messages[{i}].role must be one of {', '.join(sorted(CHAT_ROLES))}, got {m['role']!r}")
+            raise invalid(
+                f"messages[{i}].role must be one of {', '.join(sorted(CHAT_ROLES))}, got {m['role']!r}"
+            )
         if not isinstance(m["content"], str):
             raise invalid(f"messages[{i}].content must be a string")
     if not any(m["content"].strip() for m in msgs):
@@ -79,7 +81,9 @@ def validate_request(req: SubmitRequest, limits: RequestLimits) -> None:
     if not _is_int(mt) or not 1 <= mt <= limits.max_tokens_limit:
         raise invalid(f"max_tokens must be an integer in [1, {limits.max_tokens_limit}], got {mt!r}")
     if req.priority not in limits.priority_bands:
-        raise invalid(f"unknown priority band {req.priority!r}; configured bands: {list(limits.priority_bands)}")
+        raise invalid(
+            f"unknown priority band {req.priority!r}; configured bands: {list(limits.priority_bands)}"
+        )
     eo = req.expected_output_tokens
     if eo is not None and (not _is_int(eo) or eo < 0):
         raise invalid(f"expected_output_tokens must be an integer >= 0, got {eo!r}")

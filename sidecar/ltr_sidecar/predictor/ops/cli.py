@@ -217,7 +217,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("retrain", help="retrain from sidecar traces and publish a gated new version")
     p.add_argument("--traces", required=True, help="directory of trace JSONL files (rotated files included)")
     p.add_argument("--store", required=True, help="predictor store directory (or file:// URI)")
-    p.add_argument("--window", default="24h", help="only traces newer than this Go duration (e.g. 30m, 24h, 168h; 0 = all)")
+    p.add_argument(
+        "--window",
+        default="24h",
+        help="only traces newer than this Go duration (e.g. 30m, 24h, 168h; 0 = all)",
+    )
     p.add_argument("--min-samples", type=int, default=200)
     p.add_argument("--base", default=None, help="version to fine-tune from (default: latest; 'none' = fresh)")
     p.add_argument("--min-kendall-tau", type=float, default=0.0, help="gate: candidate tau must reach this")

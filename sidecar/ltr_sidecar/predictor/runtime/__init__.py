@@ -1,1 +1,1 @@
-"""What a serving process needs of a predictor: the interface, models, artifacts, the version store, loading."""
+"""What a serving process needs of a predictor: interface, models, artifacts, version store, loading."""

@@ -43,7 +43,8 @@ def _loader(backbone: str, path: Path) -> Loader:
     target = BACKBONES.get(backbone)
     if target is None:
         raise PredictorLoadError(
-            f"{path}: unknown predictor backbone {backbone!r} (known: {', '.join(sorted(BACKBONES))})")
+            f"{path}: unknown predictor backbone {backbone!r} (known: {', '.join(sorted(BACKBONES))})"
+        )
     module, _, name = target.partition(":")
     loader: Loader = getattr(importlib.import_module(module), name)
     return loader

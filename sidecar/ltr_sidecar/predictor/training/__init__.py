@@ -1,1 +1,1 @@
-"""Training predictors: objectives (ListMLE, buckets), the training loop, the train pipeline, consensus targets."""
+"""Training predictors: objectives (ListMLE, buckets), the training loop and pipeline, consensus targets."""
