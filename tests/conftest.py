@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ltr_sidecar.engine.tiny import EngineProcess, build_tiny_model, start_engine
+from ltr_sidecar.devtools.tiny_engine import EngineProcess, build_tiny_model, start_engine
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("LTR_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))

@@ -15,8 +15,9 @@ from typing import Any
 
 import yaml
 
+from ltr.contract import format_duration, parse_duration
 from ltr_operator import constants as c
-from ltr_operator.spec import LTRServingSpec, parse_duration
+from ltr_operator.spec import LTRServingSpec
 
 SIDECAR_USER = 65532
 METRICS_PORT = 9090
@@ -42,8 +43,13 @@ class Inputs:
 
 def names(owner_name: str) -> dict[str, str]:
     """Child object names."""
-    return {"deployment": owner_name, "service": owner_name, "configmap": f"{owner_name}-sidecar",
-            "pvc": f"{owner_name}-store", "retrain": f"{owner_name}-retrain"}
+    return {
+        "deployment": owner_name,
+        "service": owner_name,
+        "configmap": f"{owner_name}-sidecar",
+        "pvc": f"{owner_name}-store",
+        "retrain": f"{owner_name}-retrain",
+    }
 
 
 def selector(owner: Owner) -> dict[str, str]:
@@ -51,23 +57,33 @@ def selector(owner: Owner) -> dict[str, str]:
 
 
 def labels(owner: Owner, component: str) -> dict[str, str]:
-    return {c.LABEL_NAME: "ltr-serving", c.LABEL_INSTANCE: owner.name, c.LABEL_COMPONENT: component,
-            c.LABEL_MANAGED_BY: c.MANAGED_BY, c.LABEL_OWNER: owner.name}
+    return {
+        c.LABEL_NAME: "ltr-serving",
+        c.LABEL_INSTANCE: owner.name,
+        c.LABEL_COMPONENT: component,
+        c.LABEL_MANAGED_BY: c.MANAGED_BY,
+        c.LABEL_OWNER: owner.name,
+    }
 
 
 def owner_reference(owner: Owner) -> dict[str, Any]:
-    return {"apiVersion": c.API_VERSION, "kind": c.KIND, "name": owner.name, "uid": owner.uid,
-            "controller": True, "blockOwnerDeletion": True}
+    return {
+        "apiVersion": c.API_VERSION,
+        "kind": c.KIND,
+        "name": owner.name,
+        "uid": owner.uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
 
 
 def _meta(owner: Owner, name: str, component: str) -> dict[str, Any]:
-    return {"name": name, "namespace": owner.namespace, "labels": labels(owner, component),
-            "ownerReferences": [owner_reference(owner)]}
-
-
-def seconds_text(seconds: float) -> str:
-    """A duration string every consumer parses ("90s", "0.25s"), from seconds."""
-    return f"{seconds:g}s" if seconds != int(seconds) else f"{int(seconds)}s"
+    return {
+        "name": name,
+        "namespace": owner.namespace,
+        "labels": labels(owner, component),
+        "ownerReferences": [owner_reference(owner)],
+    }
 
 
 def sidecar_config(spec: LTRServingSpec, predictor_version: str) -> dict[str, Any]:
@@ -81,7 +97,7 @@ def sidecar_config(spec: LTRServingSpec, predictor_version: str) -> dict[str, An
         "predictor_store": c.PREDICTOR_DIR if store else "",
         "predictor_version": predictor_version,
         "policy": spec.scheduler.policy,
-        "starvation_threshold": seconds_text(parse_duration(spec.scheduler.starvation_threshold)),
+        "starvation_threshold": format_duration(parse_duration(spec.scheduler.starvation_threshold)),
         "max_queue": spec.scheduler.max_queue_length,
         "max_concurrency": spec.scheduler.max_concurrency,
         "max_tokens_limit": spec.scheduler.max_tokens_limit,
@@ -107,9 +123,12 @@ def config_checksum(config: dict[str, Any]) -> str:
 
 def build_configmap(owner: Owner, spec: LTRServingSpec, inputs: Inputs) -> dict[str, Any]:
     config = sidecar_config(spec, inputs.predictor_version)
-    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta(owner, names(owner.name)["configmap"],
-                                                                         "sidecar-config"),
-            "data": {c.CONFIG_KEY: yaml.safe_dump(config, sort_keys=True)}}
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": _meta(owner, names(owner.name)["configmap"], "sidecar-config"),
+        "data": {c.CONFIG_KEY: yaml.safe_dump(config, sort_keys=True)},
+    }
 
 
 def engine_command(spec: LTRServingSpec) -> tuple[list[str], list[str]]:
@@ -118,9 +137,10 @@ def engine_command(spec: LTRServingSpec) -> tuple[list[str], list[str]]:
     port = str(m.port)
     defaults: dict[str, tuple[list[str], list[str]]] = {
         "vllm": ([], ["--model", m.name, "--served-model-name", m.name, "--host", "0.0.0.0", "--port", port]),
-        "sglang": (["python3", "-m", "sglang.launch_server"],
-                   ["--model-path", m.name, "--served-model-name", m.name, "--host", "0.0.0.0",
-                    "--port", port]),
+        "sglang": (
+            ["python3", "-m", "sglang.launch_server"],
+            ["--model-path", m.name, "--served-model-name", m.name, "--host", "0.0.0.0", "--port", port],
+        ),
         "tgi": ([], ["--model-id", m.name, "--hostname", "0.0.0.0", "--port", port]),
         "custom": ([], []),
     }
@@ -129,8 +149,12 @@ def engine_command(spec: LTRServingSpec) -> tuple[list[str], list[str]]:
 
 
 def _http_probe(path: str, port: int, period: int, failures: int, delay: int = 0) -> dict[str, Any]:
-    probe: dict[str, Any] = {"httpGet": {"path": path, "port": port}, "periodSeconds": period,
-                             "timeoutSeconds": 3, "failureThreshold": failures}
+    probe: dict[str, Any] = {
+        "httpGet": {"path": path, "port": port},
+        "periodSeconds": period,
+        "timeoutSeconds": 3,
+        "failureThreshold": failures,
+    }
     if delay:
         probe["initialDelaySeconds"] = delay
     return probe
@@ -140,9 +164,13 @@ def _engine_container(spec: LTRServingSpec, inputs: Inputs) -> dict[str, Any]:
     m = spec.model
     command, args = engine_command(spec)
     container: dict[str, Any] = {
-        "name": "engine", "image": inputs.engine_image, "imagePullPolicy": m.image_pull_policy,
-        "args": args, "ports": [{"name": "engine", "containerPort": m.port, "protocol": "TCP"}],
-        "env": [dict(e) for e in m.env], "resources": dict(m.resources),
+        "name": "engine",
+        "image": inputs.engine_image,
+        "imagePullPolicy": m.image_pull_policy,
+        "args": args,
+        "ports": [{"name": "engine", "containerPort": m.port, "protocol": "TCP"}],
+        "env": [dict(e) for e in m.env],
+        "resources": dict(m.resources),
         "startupProbe": _http_probe(m.health_path, m.port, 10, max(1, math.ceil(m.startup_timeout_s / 10))),
         "readinessProbe": _http_probe(m.health_path, m.port, 5, 3),
         "livenessProbe": _http_probe(m.health_path, m.port, 10, 6),
@@ -156,22 +184,37 @@ def _engine_container(spec: LTRServingSpec, inputs: Inputs) -> dict[str, Any]:
 def _sidecar_container(spec: LTRServingSpec, inputs: Inputs) -> dict[str, Any]:
     s = spec.sidecar
     return {
-        "name": "ltr-sidecar", "image": inputs.sidecar_image, "imagePullPolicy": s.image_pull_policy,
-        "command": ["ltr"], "args": ["sidecar", "--config", f"{c.CONFIG_DIR}/{c.CONFIG_KEY}"],
-        "ports": [{"name": "grpc", "containerPort": s.grpc_port, "protocol": "TCP"},
-                  {"name": "http", "containerPort": s.http_port, "protocol": "TCP"}],
-        "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
-                {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
-                {"name": "HOME", "value": "/tmp"}],
+        "name": "ltr-sidecar",
+        "image": inputs.sidecar_image,
+        "imagePullPolicy": s.image_pull_policy,
+        "command": ["ltr"],
+        "args": ["sidecar", "--config", f"{c.CONFIG_DIR}/{c.CONFIG_KEY}"],
+        "ports": [
+            {"name": "grpc", "containerPort": s.grpc_port, "protocol": "TCP"},
+            {"name": "http", "containerPort": s.http_port, "protocol": "TCP"},
+        ],
+        "env": [
+            {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+            {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+            {"name": "HOME", "value": "/tmp"},
+        ],
         "resources": dict(s.resources),
         "readinessProbe": _http_probe("/health", s.http_port, 5, 3),
         "livenessProbe": _http_probe("/health", s.http_port, 10, 6, delay=10),
-        "securityContext": {"runAsNonRoot": True, "runAsUser": SIDECAR_USER, "runAsGroup": SIDECAR_USER,
-                            "readOnlyRootFilesystem": True, "allowPrivilegeEscalation": False,
-                            "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}},
-        "volumeMounts": [{"name": "config", "mountPath": c.CONFIG_DIR, "readOnly": True},
-                         {"name": "store", "mountPath": c.STORE_MOUNT},
-                         {"name": "tmp", "mountPath": "/tmp"}],
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": SIDECAR_USER,
+            "runAsGroup": SIDECAR_USER,
+            "readOnlyRootFilesystem": True,
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "volumeMounts": [
+            {"name": "config", "mountPath": c.CONFIG_DIR, "readOnly": True},
+            {"name": "store", "mountPath": c.STORE_MOUNT},
+            {"name": "tmp", "mountPath": "/tmp"},
+        ],
     }
 
 
@@ -204,7 +247,8 @@ def build_deployment(owner: Owner, spec: LTRServingSpec, inputs: Inputs) -> dict
     if spec.service_account_name:
         pod_spec["serviceAccountName"] = spec.service_account_name
     return {
-        "apiVersion": "apps/v1", "kind": "Deployment",
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
         "metadata": _meta(owner, names(owner.name)["deployment"], "engine"),
         "spec": {
             "replicas": spec.replicas,
@@ -221,14 +265,27 @@ def build_service(owner: Owner, spec: LTRServingSpec) -> dict[str, Any]:
     if spec.service.annotations:
         meta["annotations"] = dict(spec.service.annotations)
     return {
-        "apiVersion": "v1", "kind": "Service", "metadata": meta,
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": meta,
         "spec": {
-            "type": spec.service.type, "selector": selector(owner),
+            "type": spec.service.type,
+            "selector": selector(owner),
             "ports": [
-                {"name": "grpc", "port": spec.sidecar.grpc_port, "targetPort": "grpc", "protocol": "TCP",
-                 "appProtocol": "grpc"},
-                {"name": "http", "port": spec.sidecar.http_port, "targetPort": "http", "protocol": "TCP",
-                 "appProtocol": "http"},
+                {
+                    "name": "grpc",
+                    "port": spec.sidecar.grpc_port,
+                    "targetPort": "grpc",
+                    "protocol": "TCP",
+                    "appProtocol": "grpc",
+                },
+                {
+                    "name": "http",
+                    "port": spec.sidecar.http_port,
+                    "targetPort": "http",
+                    "protocol": "TCP",
+                    "appProtocol": "http",
+                },
                 {"name": "metrics", "port": METRICS_PORT, "targetPort": "http", "protocol": "TCP"},
             ],
         },
@@ -240,37 +297,71 @@ def build_pvc(owner: Owner, spec: LTRServingSpec) -> dict[str, Any] | None:
     store = spec.predictor.store
     if store is None or store.existing_claim:
         return None
-    pvc_spec: dict[str, Any] = {"accessModes": [store.access_mode],
-                                "resources": {"requests": {"storage": store.size}}}
+    pvc_spec: dict[str, Any] = {
+        "accessModes": [store.access_mode],
+        "resources": {"requests": {"storage": store.size}},
+    }
     if store.storage_class:
         pvc_spec["storageClassName"] = store.storage_class
-    return {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
-            "metadata": _meta(owner, names(owner.name)["pvc"], "store"), "spec": pvc_spec}
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": _meta(owner, names(owner.name)["pvc"], "store"),
+        "spec": pvc_spec,
+    }
 
 
 def build_retrain_rbac(owner: Owner) -> list[dict[str, Any]]:
     """ServiceAccount + Role + RoleBinding letting the job write its result annotation (this object only)."""
     name = names(owner.name)["retrain"]
     return [
-        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(owner, name, "retrain"),
-         "automountServiceAccountToken": True},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-         "metadata": _meta(owner, name, "retrain"),
-         "rules": [{"apiGroups": [c.GROUP], "resources": [c.PLURAL], "resourceNames": [owner.name],
-                    "verbs": ["get", "patch"]}]},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-         "metadata": _meta(owner, name, "retrain"),
-         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
-         "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": owner.namespace}]},
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": _meta(owner, name, "retrain"),
+            "automountServiceAccountToken": True,
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": _meta(owner, name, "retrain"),
+            "rules": [
+                {
+                    "apiGroups": [c.GROUP],
+                    "resources": [c.PLURAL],
+                    "resourceNames": [owner.name],
+                    "verbs": ["get", "patch"],
+                }
+            ],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": _meta(owner, name, "retrain"),
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": owner.namespace}],
+        },
     ]
 
 
 def retrain_args(owner: Owner, spec: LTRServingSpec, base_version: str) -> list[str]:
     r = spec.retraining
-    args = ["predictor", "retrain", "--traces", c.TRACE_DIR, "--store", c.PREDICTOR_DIR,
-            "--window", r.window, "--min-samples", str(r.min_samples),
-            "--min-kendall-tau", str(r.min_kendall_tau),
-            "--report-annotation", f"{owner.namespace}/{owner.name}"]
+    args = [
+        "predictor",
+        "retrain",
+        "--traces",
+        c.TRACE_DIR,
+        "--store",
+        c.PREDICTOR_DIR,
+        "--window",
+        r.window,
+        "--min-samples",
+        str(r.min_samples),
+        "--min-kendall-tau",
+        str(r.min_kendall_tau),
+        "--report-annotation",
+        f"{owner.namespace}/{owner.name}",
+    ]
     return args + (["--base", base_version] if base_version else [])
 
 
@@ -278,30 +369,57 @@ def build_cronjob(owner: Owner, spec: LTRServingSpec, inputs: Inputs) -> dict[st
     r = spec.retraining
     name = names(owner.name)["retrain"]
     container = {
-        "name": "retrain", "image": inputs.sidecar_image, "imagePullPolicy": spec.sidecar.image_pull_policy,
-        "command": ["ltr"], "args": retrain_args(owner, spec, inputs.predictor_version),
-        "env": [{"name": "HOME", "value": "/tmp"}], "resources": dict(r.resources),
-        "securityContext": {"runAsNonRoot": True, "runAsUser": SIDECAR_USER, "runAsGroup": SIDECAR_USER,
-                            "readOnlyRootFilesystem": True, "allowPrivilegeEscalation": False,
-                            "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}},
+        "name": "retrain",
+        "image": inputs.sidecar_image,
+        "imagePullPolicy": spec.sidecar.image_pull_policy,
+        "command": ["ltr"],
+        "args": retrain_args(owner, spec, inputs.predictor_version),
+        "env": [{"name": "HOME", "value": "/tmp"}],
+        "resources": dict(r.resources),
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": SIDECAR_USER,
+            "runAsGroup": SIDECAR_USER,
+            "readOnlyRootFilesystem": True,
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
         "volumeMounts": [{"name": "store", "mountPath": c.STORE_MOUNT}, {"name": "tmp", "mountPath": "/tmp"}],
     }
     cron_spec: dict[str, Any] = {
-        "schedule": r.schedule, "concurrencyPolicy": "Forbid", "startingDeadlineSeconds": 600,
-        "successfulJobsHistoryLimit": 3, "failedJobsHistoryLimit": 3,
-        "jobTemplate": {"metadata": {"labels": labels(owner, "retrain")}, "spec": {
-            "backoffLimit": 1, "activeDeadlineSeconds": r.active_deadline_s, "ttlSecondsAfterFinished": 86400,
-            "template": {"metadata": {"labels": labels(owner, "retrain")}, "spec": {
-                "serviceAccountName": name, "restartPolicy": "Never", "containers": [container],
-                "imagePullSecrets": [{"name": n} for n in spec.image_pull_secrets],
-                "volumes": [_store_volume(owner, spec), {"name": "tmp", "emptyDir": {}}],
-            }},
-        }},
+        "schedule": r.schedule,
+        "concurrencyPolicy": "Forbid",
+        "startingDeadlineSeconds": 600,
+        "successfulJobsHistoryLimit": 3,
+        "failedJobsHistoryLimit": 3,
+        "jobTemplate": {
+            "metadata": {"labels": labels(owner, "retrain")},
+            "spec": {
+                "backoffLimit": 1,
+                "activeDeadlineSeconds": r.active_deadline_s,
+                "ttlSecondsAfterFinished": 86400,
+                "template": {
+                    "metadata": {"labels": labels(owner, "retrain")},
+                    "spec": {
+                        "serviceAccountName": name,
+                        "restartPolicy": "Never",
+                        "containers": [container],
+                        "imagePullSecrets": [{"name": n} for n in spec.image_pull_secrets],
+                        "volumes": [_store_volume(owner, spec), {"name": "tmp", "emptyDir": {}}],
+                    },
+                },
+            },
+        },
     }
     if r.time_zone:
         cron_spec["timeZone"] = r.time_zone
-    return {"apiVersion": "batch/v1", "kind": "CronJob", "metadata": _meta(owner, name, "retrain"),
-            "spec": cron_spec}
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "CronJob",
+        "metadata": _meta(owner, name, "retrain"),
+        "spec": cron_spec,
+    }
 
 
 def build_children(owner: Owner, spec: LTRServingSpec, inputs: Inputs) -> list[dict[str, Any]]:

@@ -22,7 +22,9 @@ class OperatorConfig:
     def __post_init__(self) -> None:
         unknown = set(self.default_engine_images) - set(ENGINES)
         if unknown:
-            raise ValueError(f"default engine images for unknown engines {sorted(unknown)}; "
-                             f"engines are {', '.join(ENGINES)}")
+            raise ValueError(
+                f"default engine images for unknown engines {sorted(unknown)}; "
+                f"engines are {', '.join(ENGINES)}"
+            )
         if self.resync_seconds <= 0 or self.pod_probe_timeout_s <= 0:
             raise ValueError("resync_seconds and pod_probe_timeout_s must be > 0")

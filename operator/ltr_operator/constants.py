@@ -1,28 +1,56 @@
-"""Names shared by the CRD, the builders and the handlers."""
+"""Operator-side names. The CRD's identity, labels, annotations and mount paths are `ltr.contract`'s
+(re-exported here so the operator's modules read `c.NAME`); only the condition types are its own."""
 
 from __future__ import annotations
 
-GROUP = "ltrserving.dev"
-VERSION = "v1alpha1"
-API_VERSION = f"{GROUP}/{VERSION}"
-KIND = "LTRServing"
-PLURAL = "ltrservings"
+from ltr.contract import (
+    ANNOTATION_CHECKSUM,
+    ANNOTATION_PROMOTED,
+    ANNOTATION_RETRAIN_RESULT,
+    API_VERSION,
+    CONFIG_DIR,
+    CONFIG_KEY,
+    GROUP,
+    KIND,
+    LABEL_COMPONENT,
+    LABEL_INSTANCE,
+    LABEL_MANAGED_BY,
+    LABEL_NAME,
+    LABEL_OWNER,
+    MANAGED_BY,
+    PLURAL,
+    PREDICTOR_DIR,
+    STORE_MOUNT,
+    TRACE_DIR,
+    VERSION,
+)
 
-MANAGED_BY = "ltr-operator"
-LABEL_NAME = "app.kubernetes.io/name"
-LABEL_INSTANCE = "app.kubernetes.io/instance"
-LABEL_COMPONENT = "app.kubernetes.io/component"
-LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
-LABEL_OWNER = f"{GROUP}/ltrserving"  # the owning LTRServing's name, on every child and pod
-
-ANNOTATION_CHECKSUM = f"{GROUP}/config-checksum"  # pod template: config minus predictor_version
-ANNOTATION_RETRAIN_RESULT = f"{GROUP}/retrain-result"  # JSON written by `ltr predictor retrain`
-
-CONFIG_KEY = "sidecar.yaml"
-CONFIG_DIR = "/etc/ltr"
-STORE_MOUNT = "/var/lib/ltr"
-PREDICTOR_DIR = f"{STORE_MOUNT}/predictors"
-TRACE_DIR = f"{STORE_MOUNT}/traces"
+__all__ = [
+    "ANNOTATION_CHECKSUM",
+    "ANNOTATION_PROMOTED",
+    "ANNOTATION_RETRAIN_RESULT",
+    "API_VERSION",
+    "CONDITION_TYPES",
+    "CONFIG_DIR",
+    "CONFIG_KEY",
+    "DEGRADED",
+    "GROUP",
+    "KIND",
+    "LABEL_COMPONENT",
+    "LABEL_INSTANCE",
+    "LABEL_MANAGED_BY",
+    "LABEL_NAME",
+    "LABEL_OWNER",
+    "MANAGED_BY",
+    "PLURAL",
+    "PREDICTOR_DIR",
+    "PREDICTOR_READY",
+    "PROGRESSING",
+    "READY",
+    "STORE_MOUNT",
+    "TRACE_DIR",
+    "VERSION",
+]
 
 # Condition types (metav1.Condition).
 READY = "Ready"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
@@ -148,11 +149,12 @@ def build_registry(cfg: OperatorConfig) -> kopf.OperatorRegistry:
     @kopf.on.field(
         *resource, field=("metadata", "annotations", c.ANNOTATION_RETRAIN_RESULT), registry=registry
     )
-    async def changed(name: str, namespace: str, **_: Any) -> None:
+    async def changed(*, name: str, namespace: str | None, **_: Any) -> None:
+        assert namespace is not None, "LTRServing is namespaced"
         await run(namespace, name)
 
     @kopf.on.event(*resource, registry=registry)
-    def track(event: dict[str, Any], name: str, namespace: str, **_: Any) -> None:
+    def track(*, event: kopf.RawEvent, name: str, namespace: str | None, **_: Any) -> None:
         """Remember live objects for the resync loop (a per-object kopf timer would need a finalizer)."""
         if event.get("type") == "DELETED":
             state["known"].discard((namespace, name))
@@ -169,7 +171,7 @@ def build_registry(cfg: OperatorConfig) -> kopf.OperatorRegistry:
             registry=registry,
         )
         async def child_changed(
-            labels: dict[str, str], namespace: str, logger: logging.Logger, **_: Any
+            *, labels: Mapping[str, str], namespace: str | None, logger: kopf.Logger, **_: Any
         ) -> None:
             try:
                 await state["reconciler"].run(namespace, labels[c.LABEL_OWNER])

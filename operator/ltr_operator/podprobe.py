@@ -55,8 +55,13 @@ async def get_predictor(pod: dict[str, Any], grpc_port: int, timeout_s: float) -
         reply = await _call(address, timeout_s, "GetPredictor", scheduler_pb2.GetPredictorRequest())
     except grpc.aio.AioRpcError as exc:
         return PodPredictor(name, error=f"GetPredictor at {address}: {exc.code().name} {exc.details() or ''}")
-    return PodPredictor(name, reply.version, round(reply.online_kendall_tau, 4), reply.online_samples,
-                        error=f"last load failed: {reply.last_error}" if reply.last_error else "")
+    return PodPredictor(
+        name,
+        reply.version,
+        round(reply.online_kendall_tau, 4),
+        reply.online_samples,
+        error=f"last load failed: {reply.last_error}" if reply.last_error else "",
+    )
 
 
 async def load_predictor(pod: dict[str, Any], grpc_port: int, version: str, timeout_s: float) -> str:

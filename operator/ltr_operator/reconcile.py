@@ -22,8 +22,6 @@ from ltr_operator.podprobe import PodPredictor, load_predictor, pod_address, pro
 from ltr_operator.spec import LTRServingSpec, SpecError, parse_spec
 from ltr_operator.status import Problem, RetrainResult, compute_status, parse_retrain_result
 
-ANNOTATION_PROMOTED = f"{c.GROUP}/promoted-version"  # the operator's promotion record (no pin set)
-
 # (body, event type Normal|Warning, reason, message) → posts a Kubernetes Event (best effort)
 Emit = Callable[[dict[str, Any], str, str, str], Awaitable[None]]
 log = logging.getLogger("ltr_operator")
@@ -286,7 +284,7 @@ async def reconcile(
             f"namespace {owner.namespace}",
         )
     retrain = parse_retrain_result(annotations.get(c.ANNOTATION_RETRAIN_RESULT))
-    promoted = annotations.get(ANNOTATION_PROMOTED, "")
+    promoted = annotations.get(c.ANNOTATION_PROMOTED, "")
     selector = builders.selector(owner)
     pods = await client.list("Pod", owner.namespace, selector) if spec else []
     canary_status: dict[str, Any] | None = None
@@ -346,7 +344,7 @@ async def _promote(
     client: KubeClient, owner: builders.Owner, body: dict[str, Any], version: str, why: str, emit: Emit
 ) -> str:
     await client.patch(
-        c.KIND, owner.namespace, owner.name, {"metadata": {"annotations": {ANNOTATION_PROMOTED: version}}}
+        c.KIND, owner.namespace, owner.name, {"metadata": {"annotations": {c.ANNOTATION_PROMOTED: version}}}
     )
     await emit(body, "Normal", "PredictorPromoted", f"rolling out predictor {version}: {why}")
     return version

@@ -7,10 +7,13 @@ Invalid input raises SpecError with every problem and its field path - never ano
 
 from __future__ import annotations
 
+import builtins
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from ltr.contract import parse_duration
 
 ENGINES = ("vllm", "sglang", "tgi", "custom")
 PULL_POLICIES = ("Always", "IfNotPresent", "Never")
@@ -19,8 +22,6 @@ STRATEGIES = ("AllAtOnce", "Canary")
 SERVICE_TYPES = ("ClusterIP", "NodePort", "LoadBalancer")
 ACCESS_MODES = ("ReadWriteMany", "ReadWriteOnce")
 VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
-_DURATION_RE = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ns|us|µs|ms|s|m|h)")
-_DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
 class SpecError(ValueError):
@@ -29,17 +30,6 @@ class SpecError(ValueError):
     def __init__(self, problems: list[str]) -> None:
         super().__init__("; ".join(problems))
         self.problems = problems
-
-
-def parse_duration(text: str) -> float:
-    """Seconds in a non-negative Go duration ("5s", "1m30s", "0"); ValueError otherwise."""
-    text = str(text).strip()
-    if text == "0":
-        return 0.0
-    parts = _DURATION_RE.findall(text)
-    if not parts or "".join(n + u for n, u in parts) != text:
-        raise ValueError(f"{text!r} is not a duration such as 5s, 250ms or 1h30m")
-    return sum(float(n) * _DURATION_UNITS[u] for n, u in parts)
 
 
 @dataclass(frozen=True)
@@ -162,8 +152,13 @@ class _Reader:
     def has(self, key: str) -> bool:
         return self.data.get(key) is not None
 
-    def str(self, key: str, default: Any = None, choices: tuple[str, ...] = (),
-            pattern: re.Pattern[str] | None = None) -> Any:
+    def str(
+        self,
+        key: str,
+        default: Any = None,
+        choices: tuple[str, ...] = (),
+        pattern: re.Pattern[str] | None = None,
+    ) -> Any:
         value = self.data.get(key)
         if value is None:
             return default
@@ -178,7 +173,7 @@ class _Reader:
             return default
         return value
 
-    def int(self, key: str, default: int, lo: int | None = None, hi: int | None = None) -> int:
+    def int(self, key: builtins.str, default: int, lo: int | None = None, hi: int | None = None) -> int:
         value = self.data.get(key, default)
         if isinstance(value, bool) or not isinstance(value, int):
             self._bad(key, f"expected an integer, got {value!r}")
@@ -188,7 +183,7 @@ class _Reader:
             return default
         return value
 
-    def num(self, key: str, default: float, lo: float, hi: float) -> float:
+    def num(self, key: builtins.str, default: float, lo: float, hi: float) -> float:
         value = self.data.get(key, default)
         if isinstance(value, bool) or not isinstance(value, int | float):
             self._bad(key, f"expected a number, got {value!r}")
@@ -198,14 +193,14 @@ class _Reader:
             return default
         return float(value)
 
-    def bool(self, key: str, default: bool) -> bool:
+    def bool(self, key: builtins.str, default: bool) -> bool:
         value = self.data.get(key, default)
         if not isinstance(value, bool):
             self._bad(key, f"expected true or false, got {value!r}")
             return default
         return value
 
-    def duration(self, key: str, default: str) -> str:
+    def duration(self, key: builtins.str, default: builtins.str) -> builtins.str:
         value = self.str(key, default)
         try:
             parse_duration(value)
@@ -214,21 +209,21 @@ class _Reader:
             return default
         return value
 
-    def strings(self, key: str) -> tuple[str, ...]:
+    def strings(self, key: builtins.str) -> tuple[builtins.str, ...]:
         value = self.data.get(key) or []
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             self._bad(key, "expected a list of strings")
             return ()
         return tuple(value)
 
-    def objects(self, key: str) -> tuple[Mapping[str, Any], ...]:
+    def objects(self, key: builtins.str) -> tuple[Mapping[builtins.str, Any], ...]:
         value = self.data.get(key) or []
         if not isinstance(value, list) or not all(isinstance(v, Mapping) for v in value):
             self._bad(key, "expected a list of objects")
             return ()
         return tuple(value)
 
-    def mapping(self, key: str, values: type = object) -> Mapping[str, Any]:
+    def mapping(self, key: builtins.str, values: type = object) -> Mapping[builtins.str, Any]:
         value = self.data.get(key) or {}
         if not isinstance(value, Mapping) or not all(isinstance(v, values) for v in value.values()):
             self._bad(key, "expected an object" + (" of strings" if values is str else ""))
@@ -244,27 +239,37 @@ def parse_spec(spec: Any) -> LTRServingSpec:
     if not m.has("name"):
         problems.append("spec.model.name: required (the model to serve)")
     model = ModelSpec(
-        name=m.str("name", ""), engine=m.str("engine", "vllm", ENGINES), image=m.str("image"),
+        name=m.str("name", ""),
+        engine=m.str("engine", "vllm", ENGINES),
+        image=m.str("image"),
         image_pull_policy=m.str("imagePullPolicy", "IfNotPresent", PULL_POLICIES),
-        command=m.strings("command"), args=m.strings("args"), port=m.int("port", 8000, 1, 65535),
+        command=m.strings("command"),
+        args=m.strings("args"),
+        port=m.int("port", 8000, 1, 65535),
         health_path=m.str("healthPath", "/health", pattern=re.compile(r"^/")),
         startup_timeout_s=m.int("startupTimeoutSeconds", 1800, 10, 86400),
-        resources=m.mapping("resources"), env=m.objects("env"),
-        node_selector=m.mapping("nodeSelector", str), tolerations=m.objects("tolerations"),
+        resources=m.mapping("resources"),
+        env=m.objects("env"),
+        node_selector=m.mapping("nodeSelector", str),
+        tolerations=m.objects("tolerations"),
         shm_size=m.str("shmSize", "1Gi"),
     )
     p = root.sub("predictor")
     store = None
     if p.has("store"):
         s = p.sub("store")
-        store = StoreSpec(existing_claim=s.str("existingClaim"), size=s.str("size", "5Gi"),
-                          storage_class=s.str("storageClassName"),
-                          access_mode=s.str("accessMode", "ReadWriteMany", ACCESS_MODES))
+        store = StoreSpec(
+            existing_claim=s.str("existingClaim"),
+            size=s.str("size", "5Gi"),
+            storage_class=s.str("storageClassName"),
+            access_mode=s.str("accessMode", "ReadWriteMany", ACCESS_MODES),
+        )
         if s.has("existingClaim") and s.has("size"):
             problems.append("spec.predictor.store: set either existingClaim or size, not both")
     r = p.sub("rollout")
     rollout = RolloutSpec(
-        strategy=r.str("strategy", "AllAtOnce", STRATEGIES), canary_replicas=r.int("canaryReplicas", 1, 1),
+        strategy=r.str("strategy", "AllAtOnce", STRATEGIES),
+        canary_replicas=r.int("canaryReplicas", 1, 1),
         min_kendall_tau=r.num("minKendallTau", 0.0, -1.0, 1.0),
         analysis_window_s=parse_duration(r.duration("analysisWindow", "10m")),
         min_online_samples=r.int("minOnlineSamples", 100, 10),
@@ -272,44 +277,62 @@ def parse_spec(spec: Any) -> LTRServingSpec:
     predictor = PredictorSpec(version=p.str("version", pattern=VERSION_RE), store=store, rollout=rollout)
     sc = root.sub("scheduler")
     concurrency = sc.data.get("maxConcurrency", "auto")
-    if concurrency != "auto" and (isinstance(concurrency, bool) or not isinstance(concurrency, int)
-                                  or not 1 <= concurrency <= 4096):
-        problems.append(f"spec.scheduler.maxConcurrency: must be \"auto\" or an integer in [1, 4096], "
-                        f"got {concurrency!r}")
+    if concurrency != "auto" and (
+        isinstance(concurrency, bool) or not isinstance(concurrency, int) or not 1 <= concurrency <= 4096
+    ):
+        problems.append(
+            f'spec.scheduler.maxConcurrency: must be "auto" or an integer in [1, 4096], got {concurrency!r}'
+        )
         concurrency = "auto"
     scheduler = SchedulerSpec(
         policy=sc.str("policy", "ltr", POLICIES),
         starvation_threshold=sc.duration("starvationThreshold", "5s"),
-        max_queue_length=sc.int("maxQueueLength", 1024, 1, 1_000_000), max_concurrency=concurrency,
-        max_tokens_limit=sc.int("maxTokensLimit", 4096, 1), priority_bands=sc.int("priorityBands", 1, 1, 16),
+        max_queue_length=sc.int("maxQueueLength", 1024, 1, 1_000_000),
+        max_concurrency=concurrency,
+        max_tokens_limit=sc.int("maxTokensLimit", 4096, 1),
+        priority_bands=sc.int("priorityBands", 1, 1, 16),
         scoring_window_ms=sc.int("scoringWindowMs", 2, 0, 1000),
     )
     rt = root.sub("retraining")
     retraining = RetrainingSpec(
-        enabled=rt.bool("enabled", False), schedule=rt.str("schedule", "0 */6 * * *"),
-        time_zone=rt.str("timeZone"), window=rt.duration("window", "24h"),
-        min_samples=rt.int("minSamples", 1000, 10), min_kendall_tau=rt.num("minKendallTau", 0.3, -1.0, 1.0),
+        enabled=rt.bool("enabled", False),
+        schedule=rt.str("schedule", "0 */6 * * *"),
+        time_zone=rt.str("timeZone"),
+        window=rt.duration("window", "24h"),
+        min_samples=rt.int("minSamples", 1000, 10),
+        min_kendall_tau=rt.num("minKendallTau", 0.3, -1.0, 1.0),
         auto_promote=rt.bool("autoPromote", False),
         active_deadline_s=rt.int("activeDeadlineSeconds", 3600, 60),
         resources=rt.mapping("resources"),
     )
     sd = root.sub("sidecar")
     sidecar = SidecarSpec(
-        image=sd.str("image"), image_pull_policy=sd.str("imagePullPolicy", "IfNotPresent", PULL_POLICIES),
-        grpc_port=sd.int("grpcPort", 50051, 1, 65535), http_port=sd.int("httpPort", 8080, 1, 65535),
-        record_prompts=sd.bool("recordPrompts", True), send_priority=sd.bool("sendPriority", False),
+        image=sd.str("image"),
+        image_pull_policy=sd.str("imagePullPolicy", "IfNotPresent", PULL_POLICIES),
+        grpc_port=sd.int("grpcPort", 50051, 1, 65535),
+        http_port=sd.int("httpPort", 8080, 1, 65535),
+        record_prompts=sd.bool("recordPrompts", True),
+        send_priority=sd.bool("sendPriority", False),
         drain_grace_s=sd.int("drainGracePeriodSeconds", 30, 0, 3600),
-        config_poll_s=sd.num("configPollSeconds", 2.0, 0.1, 300.0), resources=sd.mapping("resources"),
+        config_poll_s=sd.num("configPollSeconds", 2.0, 0.1, 300.0),
+        resources=sd.mapping("resources"),
     )
     sv = root.sub("service")
-    service = ServiceSpec(type=sv.str("type", "ClusterIP", SERVICE_TYPES),
-                          annotations=sv.mapping("annotations", str))
+    service = ServiceSpec(
+        type=sv.str("type", "ClusterIP", SERVICE_TYPES), annotations=sv.mapping("annotations", str)
+    )
     secrets = tuple(str(s.get("name", "")) for s in root.objects("imagePullSecrets"))
     result = LTRServingSpec(
-        model=model, replicas=root.int("replicas", 1, 0, 1000), predictor=predictor, scheduler=scheduler,
-        retraining=retraining, sidecar=sidecar, service=service,
+        model=model,
+        replicas=root.int("replicas", 1, 0, 1000),
+        predictor=predictor,
+        scheduler=scheduler,
+        retraining=retraining,
+        sidecar=sidecar,
+        service=service,
         pod_annotations=root.mapping("podAnnotations", str),
-        service_account_name=root.str("serviceAccountName"), image_pull_secrets=secrets,
+        service_account_name=root.str("serviceAccountName"),
+        image_pull_secrets=secrets,
     )
     problems.extend(cross_field_problems(result))
     if problems:

@@ -50,24 +50,43 @@ def parse_retrain_result(text: str | None) -> RetrainResult | Problem | None:
         def tau(key: str) -> float | None:
             return None if data.get(key) is None else float(data[key])
 
-        return RetrainResult(status=status, candidate=str(data.get("candidate") or ""),
-                             candidate_kendall_tau=tau("candidate_kendall_tau"),
-                             current_kendall_tau=tau("current_kendall_tau"),
-                             samples=int(data.get("samples") or 0),
-                             reason=str(data.get("reason") or ""), time=str(data.get("time") or ""))
+        return RetrainResult(
+            status=status,
+            candidate=str(data.get("candidate") or ""),
+            candidate_kendall_tau=tau("candidate_kendall_tau"),
+            current_kendall_tau=tau("current_kendall_tau"),
+            samples=int(data.get("samples") or 0),
+            reason=str(data.get("reason") or ""),
+            time=str(data.get("time") or ""),
+        )
     except (ValueError, KeyError, TypeError) as exc:
-        return Problem("InvalidRetrainResult", f"annotation {c.ANNOTATION_RETRAIN_RESULT} is not a valid "
-                                               f"retrain result: {exc}")
+        return Problem(
+            "InvalidRetrainResult",
+            f"annotation {c.ANNOTATION_RETRAIN_RESULT} is not a valid retrain result: {exc}",
+        )
 
 
-def condition(ctype: str, status: bool | None, reason: str, message: str, generation: int, now: str,
-              previous: list[dict[str, Any]]) -> dict[str, Any]:
+def condition(
+    ctype: str,
+    status: bool | None,
+    reason: str,
+    message: str,
+    generation: int,
+    now: str,
+    previous: list[dict[str, Any]],
+) -> dict[str, Any]:
     """A metav1.Condition; lastTransitionTime is kept while the status does not change."""
     text = "Unknown" if status is None else ("True" if status else "False")
     before = next((p for p in previous if p.get("type") == ctype), None)
     since = before["lastTransitionTime"] if before and before.get("status") == text else now
-    return {"type": ctype, "status": text, "reason": reason, "message": message,
-            "observedGeneration": generation, "lastTransitionTime": since}
+    return {
+        "type": ctype,
+        "status": text,
+        "reason": reason,
+        "message": message,
+        "observedGeneration": generation,
+        "lastTransitionTime": since,
+    }
 
 
 def selector_string(selector: dict[str, str]) -> str:
@@ -90,8 +109,11 @@ def _rollout(deployment: dict[str, Any] | None, replicas: int) -> tuple[bool | N
     updated, ready = st.get("updatedReplicas", 0) or 0, st.get("readyReplicas", 0) or 0
     total = st.get("replicas", 0) or 0
     if updated < replicas or ready < replicas or total > replicas:
-        return False, "RollingOut", (f"{min(updated, ready)}/{replicas} pods ready with the current spec "
-                                     f"({total} pods in total)")
+        return (
+            False,
+            "RollingOut",
+            (f"{min(updated, ready)}/{replicas} pods ready with the current spec ({total} pods in total)"),
+        )
     return True, "RolloutComplete", f"{replicas}/{replicas} pods ready with the current spec"
 
 
@@ -99,38 +121,68 @@ BUNDLED_PREFIX = "bundled"  # the bundled generic predictor's artifact version, 
 
 
 def serves(pod: PodPredictor, desired: str) -> bool:
-    """The pod answered and serves `desired`. Desired "" is the cold start: the bundled predictor, which a
-    real sidecar reports under its artifact version ("bundled-v1"), not as "" (found on the real
-    control plane: Ready stayed False forever with PredictorRollingOut)."""
+    """The pod answered and serves `desired`.
+
+    Desired "" is the cold start: the bundled predictor, which a real sidecar reports under its artifact
+    version ("bundled-v1"), not as "" (found on the real control plane: Ready stayed False forever with
+    PredictorRollingOut)."""
     if not pod.ok:
         return False
     return pod.version == desired or (not desired and pod.version.startswith(BUNDLED_PREFIX))
 
 
-def predictor_status(desired: str, source: str, pods: list[PodPredictor], previous: dict[str, Any],
-                     retrain: RetrainResult | Problem | None) -> dict[str, Any]:
+def predictor_status(
+    desired: str,
+    source: str,
+    pods: list[PodPredictor],
+    previous: dict[str, Any],
+    retrain: RetrainResult | Problem | None,
+) -> dict[str, Any]:
     """status.predictor from the sidecars' answers and the last retrain result."""
     on = [p for p in pods if serves(p, desired)]
     current = desired if pods and len(on) == len(pods) else previous.get("current", "")
     out: dict[str, Any] = {
-        "current": current, "desired": desired, "source": source, "podsOnCurrent": len(on),
-        "pods": [{"name": p.name, "version": p.version, "onlineKendallTau": p.online_kendall_tau,
-                  "onlineSamples": p.online_samples, **({"error": p.error} if p.error else {})}
-                 for p in pods],
+        "current": current,
+        "desired": desired,
+        "source": source,
+        "podsOnCurrent": len(on),
+        "pods": [
+            {
+                "name": p.name,
+                "version": p.version,
+                "onlineKendallTau": p.online_kendall_tau,
+                "onlineSamples": p.online_samples,
+                **({"error": p.error} if p.error else {}),
+            }
+            for p in pods
+        ],
     }
-    for key in ("candidate", "candidateKendallTau", "currentKendallTau", "lastRetrainTime",
-                "lastRetrainResult", "lastRetrainReason", "lastRetrainSamples", "canary"):
+    for key in (
+        "candidate",
+        "candidateKendallTau",
+        "currentKendallTau",
+        "lastRetrainTime",
+        "lastRetrainResult",
+        "lastRetrainReason",
+        "lastRetrainSamples",
+        "canary",
+    ):
         if key in previous:
             out[key] = previous[key]
     if isinstance(retrain, RetrainResult):
-        out.update(lastRetrainResult=retrain.status, lastRetrainReason=retrain.reason,
-                   lastRetrainSamples=retrain.samples)
+        out.update(
+            lastRetrainResult=retrain.status,
+            lastRetrainReason=retrain.reason,
+            lastRetrainSamples=retrain.samples,
+        )
         if retrain.time:
             out["lastRetrainTime"] = retrain.time
         if retrain.status == "published":
             out["candidate"] = retrain.candidate
-            for key, val in (("candidateKendallTau", retrain.candidate_kendall_tau),
-                             ("currentKendallTau", retrain.current_kendall_tau)):
+            for key, val in (
+                ("candidateKendallTau", retrain.candidate_kendall_tau),
+                ("currentKendallTau", retrain.current_kendall_tau),
+            ):
                 if val is not None:
                     out[key] = val
     elif isinstance(retrain, Problem):
@@ -150,18 +202,34 @@ def _predictor_condition(desired: str, pods: list[PodPredictor]) -> tuple[bool |
         return None, "SidecarsUnreachable", "; ".join(f"{p.name}: {p.error}" for p in pods)[:1000]
     if len(on) == len(pods):
         if not desired:
-            return True, "BundledPredictor", ("all pods serve the bundled generic predictor (cold start: no "
-                                              "trained version yet)")
+            return (
+                True,
+                "BundledPredictor",
+                ("all pods serve the bundled generic predictor (cold start: no trained version yet)"),
+            )
         return True, "AllPodsOnDesired", f"all {len(pods)} pods serve predictor {desired}"
     lagging = [f"{p.name}: {p.error or p.version or 'bundled'}" for p in pods if p not in on]
-    return False, "PredictorRollingOut", (f"{len(on)}/{len(pods)} pods serve {label}; waiting for "
-                                          + "; ".join(lagging))[:1000]
+    return (
+        False,
+        "PredictorRollingOut",
+        (f"{len(on)}/{len(pods)} pods serve {label}; waiting for " + "; ".join(lagging))[:1000],
+    )
 
 
-def compute_status(*, generation: int, replicas: int, problem: Problem | None,
-                   deployment: dict[str, Any] | None, pods: list[PodPredictor], desired: str, source: str,
-                   selector: dict[str, str], retrain: RetrainResult | Problem | None,
-                   previous: dict[str, Any], now: str) -> dict[str, Any]:
+def compute_status(
+    *,
+    generation: int,
+    replicas: int,
+    problem: Problem | None,
+    deployment: dict[str, Any] | None,
+    pods: list[PodPredictor],
+    desired: str,
+    source: str,
+    selector: dict[str, str],
+    retrain: RetrainResult | Problem | None,
+    previous: dict[str, Any],
+    now: str,
+) -> dict[str, Any]:
     """The whole status subresource for this observation."""
     prev_conditions = list(previous.get("conditions", []) or [])
 
@@ -188,9 +256,16 @@ def compute_status(*, generation: int, replicas: int, problem: Problem | None,
         else:
             ready = cond(c.READY, bool(rolled), "Serving" if rolled else reason, message)
             progressing = cond(c.PROGRESSING, rolled is False, reason, message)
-        conditions = [ready, progressing,
-                      cond(c.DEGRADED, degraded, reason if degraded else "AsExpected",
-                           message if degraded else "no problems found")]
+        conditions = [
+            ready,
+            progressing,
+            cond(
+                c.DEGRADED,
+                degraded,
+                reason if degraded else "AsExpected",
+                message if degraded else "no problems found",
+            ),
+        ]
     conditions.append(cond(c.PREDICTOR_READY, p_status, p_reason, p_message))
     return {
         "observedGeneration": generation,

@@ -6,7 +6,8 @@ import os
 import shutil
 
 import pytest
-from chart_helpers import REPO_ROOT, Renderer
+
+from tests.support.chart import REPO_ROOT, Renderer
 
 
 @pytest.fixture(scope="session")
@@ -25,5 +26,3 @@ def helm() -> str:
 def render(helm: str, tmp_path_factory: pytest.TempPathFactory) -> Renderer:
     """`render(values_dict_or_None, *values_files)` → list of manifests (cached per input)."""
     return Renderer(helm, tmp_path_factory.mktemp("values"))
-
-

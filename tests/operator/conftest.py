@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import aiohttp
@@ -11,11 +12,11 @@ import pytest
 import pytest_asyncio
 import yaml
 from kmock import ResourceInfo, Server
-from kmock_shim import KubeAPI
-from operator_harness import FakeSidecar, Http, KopfThread
 
 from ltr_operator.config import OperatorConfig
 from ltr_operator.handlers import build_registry
+from tests.support.kmock_shim import KubeAPI
+from tests.support.operator import FakeSidecar, Http, KopfThread
 
 # (resource key, kind, namespaced, subresources) served by the emulator.
 RESOURCES: list[tuple[str, str, bool, set[str]]] = [
@@ -134,13 +135,8 @@ async def fake_sidecars() -> AsyncIterator[Callable[[int], Any]]:
 
 
 @pytest.fixture(scope="session")
-def crd_tools(repo_root: Path) -> Any:
-    """tests/chart/chart_helpers.py (strict schema, structural defaulting, CEL via cel-python), reused."""
-    import importlib.util
+def crd_tools() -> ModuleType:
+    """tests/support/chart.py (strict schema, structural defaulting, CEL via cel-python), reused."""
+    from tests.support import chart
 
-    path = repo_root / "tests" / "chart" / "chart_helpers.py"
-    spec = importlib.util.spec_from_file_location("ltr_chart_helpers", path)
-    assert spec and spec.loader, f"missing {path}"
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return chart

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from predictor_helpers import FILLER, KEYWORDS, synthetic_examples, write_jsonl
+
+from tests.support.predictor import FILLER, KEYWORDS, synthetic_examples, write_jsonl
 
 
 @pytest.fixture

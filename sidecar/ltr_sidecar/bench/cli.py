@@ -33,10 +33,8 @@ from ltr_sidecar.bench.workload import (
     poisson_workload,
     trace_workload,
 )
-from ltr_sidecar.data import DataError, Example
+from ltr_sidecar.data.datasets import SAMPLE_HELDOUT, SAMPLE_TRAIN, DataError, Example
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
-SHIPPED_DATA = REPO_ROOT / "examples" / "data"
 DEFAULT_SIM_RATES = (2.0, 4.0, 8.0, 16.0, 32.0, 48.0, 64.0)
 REAL_DEFAULTS = {"requests": 80, "rate": 8.0, "max_output_tokens": 512}
 
@@ -52,51 +50,96 @@ def _floats(text: str) -> list[float]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="ltr bench", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    p.add_argument("--engine", default="sim",
-                   help="sim (simulator), local (start the tiny CPU engine), or an engine base URL")
+    p = argparse.ArgumentParser(
+        prog="ltr bench",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__,
+    )
+    p.add_argument(
+        "--engine",
+        default="sim",
+        help="sim (simulator), local (start the tiny CPU engine), or an engine base URL",
+    )
     data = p.add_argument_group("workload")
-    data.add_argument("--data", help="JSONL file or dataset dir to draw prompts and true lengths from "
-                                     "(default: the shipped sample's held-out part)")
+    data.add_argument(
+        "--data",
+        help="JSONL file or dataset dir to draw prompts and true lengths from "
+        "(default: the shipped sample's held-out part)",
+    )
     data.add_argument("--model-name", help="model whose lengths to use (AlpacaEval / multi-model data)")
-    data.add_argument("--holdout", type=float, default=0.0,
-                      help="replay only this fraction of --data's prompts; train predictors on the rest")
+    data.add_argument(
+        "--holdout",
+        type=float,
+        default=0.0,
+        help="replay only this fraction of --data's prompts; train predictors on the rest",
+    )
     data.add_argument("--train-data", help="data to train the predictors on (instead of --holdout)")
     data.add_argument("--rate", type=float, help="arrival rate, requests/s (one run; real engine default 8)")
     data.add_argument("--rates", type=_floats, help="comma-separated rates for a sweep (simulator)")
-    data.add_argument("--duration", type=float, default=60.0,
-                      help="seconds of arrivals per run: requests = rate × duration (paper: 60)")
-    data.add_argument("--requests", type=int,
-                      help="number of requests per run (overrides --duration; real engine default 80)")
+    data.add_argument(
+        "--duration",
+        type=float,
+        default=60.0,
+        help="seconds of arrivals per run: requests = rate × duration (paper: 60)",
+    )
+    data.add_argument(
+        "--requests",
+        type=int,
+        help="number of requests per run (overrides --duration; real engine default 80)",
+    )
     data.add_argument("--arrivals", choices=("poisson", "trace"), default="poisson")
     data.add_argument("--trace", help="arrival trace JSONL (Azure 2023 format) for --arrivals trace")
-    data.add_argument("--max-output-tokens", type=int,
-                      help="cap true output lengths (real engine default 512; 0 = no cap)")
+    data.add_argument(
+        "--max-output-tokens", type=int, help="cap true output lengths (real engine default 512; 0 = no cap)"
+    )
     data.add_argument("--seed", type=int, default=0)
     pol = p.add_argument_group("policies")
-    pol.add_argument("--policies", default=",".join(POLICY_NAMES),
-                     help=f"comma-separated subset of {','.join(POLICY_NAMES)}")
-    pol.add_argument("--starvation-threshold", type=float,
-                     help="seconds before a waiting request is promoted (ltr-starve); default 60 in the "
-                          "simulator, 5 on a real engine")
-    pol.add_argument("--predictor", help="LTR predictor artifact dir (default: the bundled one for the "
-                                         "shipped sample, else trained on the training part)")
+    pol.add_argument(
+        "--policies",
+        default=",".join(POLICY_NAMES),
+        help=f"comma-separated subset of {','.join(POLICY_NAMES)}",
+    )
+    pol.add_argument(
+        "--starvation-threshold",
+        type=float,
+        help="seconds before a waiting request is promoted (ltr-starve); default 60 in the "
+        "simulator, 5 on a real engine",
+    )
+    pol.add_argument(
+        "--predictor",
+        help="LTR predictor artifact dir (default: the bundled one for the "
+        "shipped sample, else trained on the training part)",
+    )
     pol.add_argument("--classifier", help="length-bucket classifier artifact dir (default: trained)")
-    pol.add_argument("--backbone", default="fast",
-                     help="backbone when the benchmark trains the LTR predictor: fast (seconds), minilm "
-                          "(all-MiniLM-L6-v2 fine-tune, ~10-30 min on CPU) or an HF model dir")
-    pol.add_argument("--cache-dir", default=".cache/bench-predictors",
-                     help="where predictors trained by the benchmark are cached")
+    pol.add_argument(
+        "--backbone",
+        default="fast",
+        help="backbone when the benchmark trains the LTR predictor: fast (seconds), minilm "
+        "(all-MiniLM-L6-v2 fine-tune, ~10-30 min on CPU) or an HF model dir",
+    )
+    pol.add_argument(
+        "--cache-dir",
+        default=".cache/bench-predictors",
+        help="where predictors trained by the benchmark are cached",
+    )
     sim = p.add_argument_group("simulator")
     sim.add_argument("--profile", default="a100-llama3-8b", choices=sorted(PROFILES))
     real = p.add_argument_group("real engine")
-    real.add_argument("--max-concurrency", type=int, default=3,
-                      help="sidecar admission limit (small so the queue forms on the tiny engine)")
+    real.add_argument(
+        "--max-concurrency",
+        type=int,
+        default=3,
+        help="sidecar admission limit (small so the queue forms on the tiny engine)",
+    )
     real.add_argument("--engine-model", default="", help="model name to send to the engine (URL engines)")
-    real.add_argument("--rounds", type=int, default=1,
-                      help="repeat the workload this many times per policy, rotating the policy order "
-                           "(averages out machine-load drift; default 1)")
+    real.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="repeat the workload this many times per policy, rotating the policy order "
+        "(averages out machine-load drift; default 1)",
+    )
     real.add_argument("--warmup", type=int, default=4, help="warm-up requests before each policy")
     out = p.add_argument_group("output")
     out.add_argument("--json", dest="json_out", help="write the results JSON here")
@@ -108,8 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 # `ltr bench NAME ...` -> that benchmark module's main(argv)
 SUB_BENCHMARKS = {
-    "predictor": "ltr_sidecar.predictor.benchmark",
-    "overhead": "ltr_sidecar.server.bench_overhead",
+    "predictor": "ltr_sidecar.bench.predictor_bench",
+    "overhead": "ltr_sidecar.bench.overhead",
 }
 
 
@@ -163,13 +206,10 @@ def load_split(args: argparse.Namespace) -> tuple[list[Example], list[Example] |
 
 
 def shipped_split() -> tuple[list[Example], list[Example]]:
-    """(held-out, train) examples of the shipped sample in examples/data."""
-    held = sorted(SHIPPED_DATA.glob("*holdout*.jsonl")) + sorted(SHIPPED_DATA.glob("*heldout*.jsonl"))
-    train = [f for f in sorted(SHIPPED_DATA.glob("*.jsonl")) if f not in held]
-    if not held or not train:
-        raise FileNotFoundError(f"no shipped sample with a held-out part in {SHIPPED_DATA}; pass --data")
-    return ([e for f in held for e in examples_from_file(f)],
-            [e for f in train for e in examples_from_file(f)])
+    """(held-out, train) examples of the shipped sample (package data, `ltr_sidecar/data/sample/`)."""
+    if not (SAMPLE_HELDOUT.is_file() and SAMPLE_TRAIN.is_file()):
+        raise FileNotFoundError(f"the shipped sample is missing from {SAMPLE_HELDOUT.parent}; pass --data")
+    return examples_from_file(SAMPLE_HELDOUT), examples_from_file(SAMPLE_TRAIN)
 
 
 def make_workload(args: argparse.Namespace, examples: list[Example], rate: float) -> list[WorkItem]:
@@ -179,8 +219,14 @@ def make_workload(args: argparse.Namespace, examples: list[Example], rate: float
             raise ValueError("--arrivals trace needs --trace FILE (Azure 2023 format)")
         trace = load_trace(args.trace)
         natural = (len(trace) - 1) / max(1e-9, trace[-1]["timestamp"] - trace[0]["timestamp"])
-        return trace_workload(examples, trace, n, time_scale=rate / natural, seed=args.seed,
-                              max_output_tokens=args.max_output_tokens)
+        return trace_workload(
+            examples,
+            trace,
+            n,
+            time_scale=rate / natural,
+            seed=args.seed,
+            max_output_tokens=args.max_output_tokens,
+        )
     return poisson_workload(examples, rate, n, seed=args.seed, max_output_tokens=args.max_output_tokens)
 
 
@@ -192,20 +238,33 @@ def run(args: argparse.Namespace) -> int:
             args.max_output_tokens = REAL_DEFAULTS["max_output_tokens"]
     policies = select_policies([s.strip() for s in args.policies.split(",") if s.strip()])
     examples, train_ex, data_desc = load_split(args)
-    log(f"data: {data_desc}: {len(examples)} replay examples"
-        + (f", {len(train_ex)} for training predictors" if train_ex else ""))
+    log(
+        f"data: {data_desc}: {len(examples)} replay examples"
+        + (f", {len(train_ex)} for training predictors" if train_ex else "")
+    )
     needed = [p.scorer for p in policies if p.scorer]
     if not args.data and not args.train_data and not args.predictor:
-        from ltr_sidecar.predictor.base import bundled_predictor_path
+        from ltr_sidecar.predictor.runtime.registry import bundled_predictor_path
 
         args.predictor = str(bundled_predictor_path())  # trained on the shipped training part
     preds = predictor_setup.resolve_predictors(
-        needed, train_ex, ltr_dir=args.predictor, classifier_dir=args.classifier,
-        cache_dir=Path(args.cache_dir) if args.cache_dir else None, backbone=args.backbone, log=log)
+        needed,
+        train_ex,
+        ltr_dir=args.predictor,
+        classifier_dir=args.classifier,
+        cache_dir=Path(args.cache_dir) if args.cache_dir else None,
+        backbone=args.backbone,
+        log=log,
+    )
     config: dict[str, Any] = {
-        "engine": args.engine, "data": data_desc, "replay_examples": len(examples),
-        "arrivals": args.arrivals, "duration_s": args.duration, "requests": args.requests,
-        "max_output_tokens": args.max_output_tokens, "seed": args.seed,
+        "engine": args.engine,
+        "data": data_desc,
+        "replay_examples": len(examples),
+        "arrivals": args.arrivals,
+        "duration_s": args.duration,
+        "requests": args.requests,
+        "max_output_tokens": args.max_output_tokens,
+        "seed": args.seed,
         "policies": {p.name: p.description for p in policies},
         "predictors": {k: getattr(v, "version", "") for k, v in preds.items()},
     }
@@ -217,38 +276,64 @@ def run(args: argparse.Namespace) -> int:
     return run_real(args, policies, preds, examples, config, out_dir, make_workload, log)
 
 
-def run_sim(args: argparse.Namespace, policies: list[Any], preds: dict[str, Any], examples: list[Example],
-            config: dict[str, Any], out_dir: Path) -> int:
+def run_sim(
+    args: argparse.Namespace,
+    policies: list[Any],
+    preds: dict[str, Any],
+    examples: list[Example],
+    config: dict[str, Any],
+    out_dir: Path,
+) -> int:
     from ltr_sidecar.bench.sim_bench import sweep, sweep_rows
 
     profile = get_profile(args.profile)
     rates = args.rates or ([args.rate] if args.rate else list(DEFAULT_SIM_RATES))
     threshold = 60.0 if args.starvation_threshold is None else args.starvation_threshold
-    config.update(profile=profile.name, rates=rates, starvation_threshold_s=threshold,
-                  max_num_seqs=profile.max_num_seqs, kv_capacity_tokens=profile.kv_capacity_tokens)
+    config.update(
+        profile=profile.name,
+        rates=rates,
+        starvation_threshold_s=threshold,
+        max_num_seqs=profile.max_num_seqs,
+        kv_capacity_tokens=profile.kv_capacity_tokens,
+    )
     scorers = {k: v.score for k, v in preds.items()}
-    runs = sweep(lambda r: make_workload(args, examples, r), sorted(rates), policies, scorers, profile,
-                 threshold, progress=log)
+    runs = sweep(
+        lambda r: make_workload(args, examples, r),
+        sorted(rates),
+        policies,
+        scorers,
+        profile,
+        threshold,
+        progress=log,
+    )
     rows = sweep_rows(runs)
     top, top_runs = runs[-1]
     name = args.name or "sim"
     table = report.markdown_table({n: r.metrics for n, r in top_runs.items()})
     arrivals = "Azure-trace" if args.arrivals == "trace" else "Poisson"
-    text = (f"# Simulator: {profile.name}, {config['data']}\n\n{arrivals} arrivals, "
-            f"{args.requests or f'rate × {args.duration:g} s'} requests per rate, "
-            f"starvation threshold {threshold:g} s\n\n"
-            f"## Sweep: mean per-token latency\n\n"
-            f"{report.sweep_table(rows)}\n\n## All metrics at {top:g} req/s\n\n{table}\n")
+    text = (
+        f"# Simulator: {profile.name}, {config['data']}\n\n{arrivals} arrivals, "
+        f"{args.requests or f'rate × {args.duration:g} s'} requests per rate, "
+        f"starvation threshold {threshold:g} s\n\n"
+        f"## Sweep: mean per-token latency\n\n"
+        f"{report.sweep_table(rows)}\n\n## All metrics at {top:g} req/s\n\n{table}\n"
+    )
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / f"{name}.md").write_text(text, encoding="utf-8")
     print(text)
     if not args.no_plots:
         if len(runs) > 1:
-            p = report.plot_sweep(rows, out_dir / f"{name}-latency-vs-rate.png",
-                                  title=f"Simulated {profile.name}: latency vs rate")
+            p = report.plot_sweep(
+                rows,
+                out_dir / f"{name}-latency-vs-rate.png",
+                title=f"Simulated {profile.name}: latency vs rate",
+            )
             log(f"plot: {p}")
-        p = report.plot_cdf({n: r.results for n, r in top_runs.items()}, out_dir / f"{name}-cdf.png",
-                            title=f"Simulated {profile.name} at {top:g} req/s")
+        p = report.plot_cdf(
+            {n: r.results for n, r in top_runs.items()},
+            out_dir / f"{name}-cdf.png",
+            title=f"Simulated {profile.name} at {top:g} req/s",
+        )
         log(f"plot: {p}")
     log(f"table: {out_dir / f'{name}.md'}")
     if args.json_out:

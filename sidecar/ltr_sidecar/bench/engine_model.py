@@ -29,15 +29,45 @@ from dataclasses import dataclass
 
 # (tokens in batch, ms per transformer layer without attention)
 A100_LLAMA3_8B_LINEAR_MS: tuple[tuple[int, float], ...] = (
-    (1, 0.303), (8, 0.312), (16, 0.3165), (32, 0.341), (64, 0.351), (96, 0.394), (128, 0.412),
-    (192, 0.524), (256, 0.609), (384, 0.867), (512, 1.0825), (768, 1.6545), (1024, 2.348),
-    (1536, 3.341), (2048, 4.49), (3072, 6.4115), (4096, 8.539), (6144, 12.979), (8192, 16.9965),
+    (1, 0.303),
+    (8, 0.312),
+    (16, 0.3165),
+    (32, 0.341),
+    (64, 0.351),
+    (96, 0.394),
+    (128, 0.412),
+    (192, 0.524),
+    (256, 0.609),
+    (384, 0.867),
+    (512, 1.0825),
+    (768, 1.6545),
+    (1024, 2.348),
+    (1536, 3.341),
+    (2048, 4.49),
+    (3072, 6.4115),
+    (4096, 8.539),
+    (6144, 12.979),
+    (8192, 16.9965),
     (16384, 34.123),
 )
 H100_LLAMA2_7B_LINEAR_MS: tuple[tuple[int, float], ...] = (
-    (1, 0.175), (8, 0.172), (16, 0.181), (32, 0.181), (64, 0.183), (96, 0.228), (128, 0.199),
-    (192, 0.2315), (256, 0.286), (384, 0.345), (512, 0.3745), (768, 0.588), (1024, 0.657),
-    (1536, 1.043), (2048, 1.2632), (3072, 1.999), (4096, 2.6002),
+    (1, 0.175),
+    (8, 0.172),
+    (16, 0.181),
+    (32, 0.181),
+    (64, 0.183),
+    (96, 0.228),
+    (128, 0.199),
+    (192, 0.2315),
+    (256, 0.286),
+    (384, 0.345),
+    (512, 0.3745),
+    (768, 0.588),
+    (1024, 0.657),
+    (1536, 1.043),
+    (2048, 1.2632),
+    (3072, 1.999),
+    (4096, 2.6002),
 )
 LLAMA3_8B_OVER_LLAMA2_7B_LAYER_WEIGHTS = 218.1 / 201.3
 
@@ -75,8 +105,9 @@ class EngineProfile:
         x0, x1, y0, y1 = xs[i - 1], xs[i], ys[i - 1], ys[i]
         return (y0 + (y1 - y0) * (tokens - x0) / (x1 - x0)) / 1e3
 
-    def step_time_s(self, decode_seqs: int, decode_context_tokens: int,
-                    prefill_lengths: list[int] | tuple[int, ...] = ()) -> float:
+    def step_time_s(
+        self, decode_seqs: int, decode_context_tokens: int, prefill_lengths: list[int] | tuple[int, ...] = ()
+    ) -> float:
         """Duration of one step: `decode_seqs` decoding with this many KV tokens, plus prefills."""
         prefill_tokens = sum(prefill_lengths)
         tokens = decode_seqs + prefill_tokens
@@ -97,7 +128,8 @@ PROFILES: dict[str, EngineProfile] = {
     "h100-llama3-8b": EngineProfile(
         "h100-llama3-8b",
         tuple((n, ms * LLAMA3_8B_OVER_LLAMA2_7B_LAYER_WEIGHTS) for n, ms in H100_LLAMA2_7B_LINEAR_MS),
-        mem_bandwidth_bytes_s=3.35e12, peak_flops=989e12,
+        mem_bandwidth_bytes_s=3.35e12,
+        peak_flops=989e12,
     ),
 }
 

@@ -9,9 +9,10 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+from ltr_sidecar.stats import percentile
 
 
 @dataclass(frozen=True)
@@ -42,18 +43,6 @@ class RequestResult:
     @property
     def max_waiting_time_s(self) -> float:
         return max(self.ttft_s, self.max_token_gap_s)
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """Linear-interpolated percentile (q in 0..100) of a non-empty sequence."""
-    if not values:
-        raise ValueError("percentile of an empty sequence")
-    if not 0 <= q <= 100:
-        raise ValueError("q must be within 0..100")
-    s = sorted(values)
-    pos = (len(s) - 1) * q / 100
-    lo, hi = math.floor(pos), math.ceil(pos)
-    return s[lo] + (s[hi] - s[lo]) * (pos - lo)
 
 
 def summarize(results: Sequence[RequestResult]) -> dict[str, float]:

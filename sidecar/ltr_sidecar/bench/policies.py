@@ -1,6 +1,6 @@
 """The benchmark's policy line-up: a queue policy (RankQueue) + which scorer gives the scores.
 
-Every learned or heuristic ranker is just a `Predictor` giving scores (higher = shorter); the
+Every learned or heuristic ranker is just a `Predictor` giving scores (`ltr.contract`); the
 queue policy `ltr` orders by score. So "classification buckets" and "prompt-length SJF" differ from
 "ltr" only in the predictor, and all of them run through the same queue code.
 """
@@ -30,8 +30,13 @@ class BenchPolicy:
 ALL_POLICIES: tuple[BenchPolicy, ...] = (
     BenchPolicy("fcfs", "fcfs", description="first come, first served (engines' default)"),
     BenchPolicy("ltr", "ltr", LTR, description="learning-to-rank predictor, shortest predicted first"),
-    BenchPolicy("ltr-starve", "ltr", LTR, starvation=True,
-                description="ltr + starvation prevention (long waiters promoted)"),
+    BenchPolicy(
+        "ltr-starve",
+        "ltr",
+        LTR,
+        starvation=True,
+        description="ltr + starvation prevention (long waiters promoted)",
+    ),
     BenchPolicy("oracle", "oracle", description="true output length, shortest first (upper bound)"),
     BenchPolicy("classifier", "ltr", CLASSIFIER, description="length-bucket classifier (S3-like baseline)"),
     BenchPolicy("prompt-length", "ltr", PROMPT_LENGTH, description="shortest prompt first (SJF heuristic)"),
@@ -58,7 +63,7 @@ def score_prompts(scorer: Scorer, prompts: Sequence[str], batch: int = 64) -> li
     distinct = list(dict.fromkeys(prompts))
     cache: dict[str, float] = {}
     for i in range(0, len(distinct), batch):
-        chunk = distinct[i:i + batch]
+        chunk = distinct[i : i + batch]
         scores = scorer(chunk)
         if len(scores) != len(chunk):
             raise ValueError(f"scorer returned {len(scores)} scores for {len(chunk)} prompts")

@@ -32,7 +32,7 @@ from ltr_sidecar.bench import report
 from ltr_sidecar.bench.metrics import RequestResult, add_ratios, average_metrics, summarize
 from ltr_sidecar.bench.policies import LTR, BenchPolicy
 from ltr_sidecar.bench.workload import WorkItem
-from ltr_sidecar.data import Example
+from ltr_sidecar.data.datasets import Example
 
 T = TypeVar("T")
 LOCAL_ENGINE = "local tiny engine (transformers serve, CPU)"
@@ -41,13 +41,18 @@ LOCAL_ENGINE = "local tiny engine (transformers serve, CPU)"
 OK_FINISH = (pb.FINISH_REASON_LENGTH, pb.FINISH_REASON_STOP)
 
 
-async def replay_one(stub: pb_grpc.SchedulerStub, item: WorkItem, t0: float, send_expected: bool,
-                     timeout_s: float) -> RequestResult:
+async def replay_one(
+    stub: pb_grpc.SchedulerStub, item: WorkItem, t0: float, send_expected: bool, timeout_s: float
+) -> RequestResult:
     """Send one request at `t0 + item.arrival_s` and time its stream (clock: perf_counter - t0)."""
     await asyncio.sleep(max(0.0, t0 + item.arrival_s - time.perf_counter()))
     sent = time.perf_counter() - t0
-    req = pb.GenerateRequest(request_id=item.request_id, prompt=item.prompt, max_tokens=item.output_tokens,
-                             sampling=pb.SamplingParams(ignore_eos=True, temperature=0.0))
+    req = pb.GenerateRequest(
+        request_id=item.request_id,
+        prompt=item.prompt,
+        max_tokens=item.output_tokens,
+        sampling=pb.SamplingParams(ignore_eos=True, temperature=0.0),
+    )
     if send_expected:
         req.expected_output_tokens = item.output_tokens
     first: float | None = None
@@ -74,12 +79,21 @@ async def replay_one(stub: pb_grpc.SchedulerStub, item: WorkItem, t0: float, sen
     end = time.perf_counter() - t0
     # An engine may stream no text at all (e.g. tokens that decode to ""): the request still ran to
     # its length; its first token is then only known to be no later than the end.
-    return RequestResult(item.request_id, sent, first if first is not None else end, end,
-                         tokens or item.output_tokens, max_gap, ok=not error, error=error)
+    return RequestResult(
+        item.request_id,
+        sent,
+        first if first is not None else end,
+        end,
+        tokens or item.output_tokens,
+        max_gap,
+        ok=not error,
+        error=error,
+    )
 
 
-async def replay(address: str, items: Sequence[WorkItem], send_expected: bool = False,
-                 timeout_s: float = 600.0) -> list[RequestResult]:
+async def replay(
+    address: str, items: Sequence[WorkItem], send_expected: bool = False, timeout_s: float = 600.0
+) -> list[RequestResult]:
     """Replay `items` against the sidecar at `address` (host:port); one result per item."""
     async with grpc.aio.insecure_channel(address) as channel:
         await asyncio.wait_for(channel.channel_ready(), timeout=30)
@@ -131,8 +145,17 @@ async def local_sidecar(overrides: dict[str, Any], predictor: Any = None) -> Asy
     from ltr_sidecar.server.app import SidecarApp
     from ltr_sidecar.server.config import load_config
 
-    config = load_config(None, {"host": "127.0.0.1", "grpc_port": 0, "http_port": 0, "drain_grace_s": 2.0,
-                                "max_queue": 100_000, **overrides})
+    config = load_config(
+        None,
+        {
+            "host": "127.0.0.1",
+            "grpc_port": 0,
+            "http_port": 0,
+            "drain_grace_s": 2.0,
+            "max_queue": 100_000,
+            **overrides,
+        },
+    )
     app = SidecarApp(config, predictor=predictor)
     try:
         await app.start()
@@ -149,7 +172,7 @@ def engine_for(spec: str, log: Callable[[str], None], model: str = "") -> Iterat
             raise ValueError(f"--engine must be sim, local or an http(s):// URL, got {spec!r}")
         yield spec.rstrip("/"), model
         return
-    from ltr_sidecar.engine.tiny import build_tiny_model, start_engine
+    from ltr_sidecar.devtools.tiny_engine import build_tiny_model, start_engine
 
     tmp = tempfile.mkdtemp(prefix="ltr-bench-engine-")
     engine = None
@@ -172,19 +195,33 @@ async def warm_up(address: str, items: Sequence[WorkItem], n: int) -> None:
     """A few short requests so first-request costs (connections, caches) hit no policy."""
     if n <= 0 or not items:
         return
-    short = [WorkItem(f"warm{i}", w.prompt, min(8, w.output_tokens), 0.0, w.prompt_tokens)
-             for i, w in enumerate(items[:n])]
+    short = [
+        WorkItem(f"warm{i}", w.prompt, min(8, w.output_tokens), 0.0, w.prompt_tokens)
+        for i, w in enumerate(items[:n])
+    ]
     for res in await replay(address, short[:1]) + await replay(address, short[1:]):
         if not res.ok:
             print(f"warm-up request failed: {res.error}", file=sys.stderr)
 
 
-def run_policy(engine_url: str, model: str, policy: BenchPolicy, predictor: Any, items: Sequence[WorkItem],
-               max_concurrency: int, starvation_threshold_s: float, warmup: int) -> list[RequestResult]:
+def run_policy(
+    engine_url: str,
+    model: str,
+    policy: BenchPolicy,
+    predictor: Any,
+    items: Sequence[WorkItem],
+    max_concurrency: int,
+    starvation_threshold_s: float,
+    warmup: int,
+) -> list[RequestResult]:
     """Start a sidecar with this policy, replay `items` through it, stop it (one event loop)."""
-    overrides = {"engine_url": engine_url, "model": model, "policy": policy.queue_policy,
-                 "max_concurrency": max_concurrency,
-                 "starvation_threshold": starvation_threshold_s if policy.starvation else 0}
+    overrides = {
+        "engine_url": engine_url,
+        "model": model,
+        "policy": policy.queue_policy,
+        "max_concurrency": max_concurrency,
+        "starvation_threshold": starvation_threshold_s if policy.starvation else 0,
+    }
 
     async def go() -> list[RequestResult]:
         async with local_sidecar(overrides, predictor) as address:
@@ -194,17 +231,27 @@ def run_policy(engine_url: str, model: str, policy: BenchPolicy, predictor: Any,
     return run_async(go())
 
 
-def run_real(args: argparse.Namespace, policies: list[BenchPolicy], preds: dict[str, Any],
-             examples: list[Example], config: dict[str, Any], out_dir: Path,
-             make_workload: Callable[[argparse.Namespace, list[Example], float], list[WorkItem]],
-             log: Callable[[str], None]) -> int:
+def run_real(
+    args: argparse.Namespace,
+    policies: list[BenchPolicy],
+    preds: dict[str, Any],
+    examples: list[Example],
+    config: dict[str, Any],
+    out_dir: Path,
+    make_workload: Callable[[argparse.Namespace, list[Example], float], list[WorkItem]],
+    log: Callable[[str], None],
+) -> int:
     """`ltr bench --engine local|URL`: every policy over the same workload; report + JSON."""
     rate = args.rate
     threshold = 5.0 if args.starvation_threshold is None else args.starvation_threshold
     items = make_workload(args, examples, rate)
-    config.update(rate=rate, requests=len(items), starvation_threshold_s=threshold,
-                  max_concurrency=args.max_concurrency,
-                  output_tokens_total=sum(w.output_tokens for w in items))
+    config.update(
+        rate=rate,
+        requests=len(items),
+        starvation_threshold_s=threshold,
+        max_concurrency=args.max_concurrency,
+        output_tokens_total=sum(w.output_tokens for w in items),
+    )
     log(f"workload: {len(items)} requests at {rate:g} req/s, {config['output_tokens_total']} output tokens")
     rounds = max(1, args.rounds)
     per_round: dict[str, list[list[RequestResult]]] = {p.name: [] for p in policies}
@@ -212,33 +259,39 @@ def run_real(args: argparse.Namespace, policies: list[BenchPolicy], preds: dict[
         config["engine_url"] = url if args.engine != "local" else LOCAL_ENGINE
         for rnd in range(rounds):
             # rotate the order each round so slow drifts of machine load hit every policy alike
-            for pol in policies[rnd % len(policies):] + policies[:rnd % len(policies)]:
+            for pol in policies[rnd % len(policies) :] + policies[: rnd % len(policies)]:
                 predictor = preds.get(pol.scorer or LTR)  # fcfs/oracle still score: equal overhead
                 started = time.perf_counter()
-                res = run_policy(url, model, pol, predictor, items, args.max_concurrency, threshold,
-                                 args.warmup)
+                res = run_policy(
+                    url, model, pol, predictor, items, args.max_concurrency, threshold, args.warmup
+                )
                 per_round[pol.name].append(res)
                 failed = [r for r in res if not r.ok]
-                log(f"round {rnd + 1}/{rounds} policy {pol.name}: {time.perf_counter() - started:.1f}s"
-                    + (f", {len(failed)} FAILED requests, e.g. {failed[0].error}" if failed else ""))
+                log(
+                    f"round {rnd + 1}/{rounds} policy {pol.name}: {time.perf_counter() - started:.1f}s"
+                    + (f", {len(failed)} FAILED requests, e.g. {failed[0].error}" if failed else "")
+                )
     metrics = {name: average_metrics([summarize(r) for r in runs]) for name, runs in per_round.items()}
     add_ratios(metrics)
     results = {name: [r for run in runs for r in run] for name, runs in per_round.items()}
     config["rounds"] = rounds
     config["per_round_mean_per_token_latency_s"] = {
-        name: [summarize(run)["mean_per_token_latency_s"] for run in runs]
-        for name, runs in per_round.items()}
+        name: [summarize(run)["mean_per_token_latency_s"] for run in runs] for name, runs in per_round.items()
+    }
     name = args.name or "replay"
-    text = (f"# Real-engine replay: {config['engine_url']}, {config['data']}\n\n"
-            f"{len(items)} requests, Poisson {rate:g} req/s, max_concurrency {args.max_concurrency}, "
-            f"starvation threshold {threshold:g}s, metrics averaged over {rounds} round(s) "
-            f"(policy order rotated per round)\n\n{report.markdown_table(metrics)}\n")
+    text = (
+        f"# Real-engine replay: {config['engine_url']}, {config['data']}\n\n"
+        f"{len(items)} requests, Poisson {rate:g} req/s, max_concurrency {args.max_concurrency}, "
+        f"starvation threshold {threshold:g}s, metrics averaged over {rounds} round(s) "
+        f"(policy order rotated per round)\n\n{report.markdown_table(metrics)}\n"
+    )
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / f"{name}.md").write_text(text, encoding="utf-8")
     print(text)
     if not args.no_plots:
-        p = report.plot_cdf(results, out_dir / f"{name}-cdf.png",
-                            title=f"Real engine replay at {rate:g} req/s")
+        p = report.plot_cdf(
+            results, out_dir / f"{name}-cdf.png", title=f"Real engine replay at {rate:g} req/s"
+        )
         log(f"plot: {p}")
     log(f"table: {out_dir / f'{name}.md'}")
     if args.json_out:

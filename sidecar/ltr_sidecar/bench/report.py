@@ -38,8 +38,7 @@ def _fmt(value: float) -> str:
 def markdown_table(policies: Mapping[str, Mapping[str, float]]) -> str:
     """A markdown table, one row per policy (columns present in any policy's metrics)."""
     cols = [c for c in TABLE_COLUMNS if any(c[0] in m for m in policies.values())]
-    lines = ["| policy | " + " | ".join(h for _, h, _ in cols) + " |",
-             "|---|" + "---:|" * len(cols)]
+    lines = ["| policy | " + " | ".join(h for _, h, _ in cols) + " |", "|---|" + "---:|" * len(cols)]
     for name, metrics in policies.items():
         cells = [_fmt(metrics[k] * mul) if k in metrics else "–" for k, _, mul in cols]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
@@ -62,8 +61,12 @@ def sweep_table(sweep: Sequence[Mapping[str, Any]], key: str = "mean_per_token_l
     return "\n".join(lines)
 
 
-def write_json(path: str | Path, policies: Mapping[str, Mapping[str, float]], config: Mapping[str, Any],
-               sweep: Sequence[Mapping[str, Any]] | None = None) -> Path:
+def write_json(
+    path: str | Path,
+    policies: Mapping[str, Mapping[str, float]],
+    config: Mapping[str, Any],
+    sweep: Sequence[Mapping[str, Any]] | None = None,
+) -> Path:
     """Write the benchmark JSON document; returns the path."""
     doc: dict[str, Any] = {"policies": policies, "config": config}
     if sweep is not None:
@@ -110,8 +113,12 @@ def _finish(plt: Any, fig: Any, ax: Any, path: str | Path) -> Path:
     return out
 
 
-def plot_sweep(sweep: Sequence[Mapping[str, Any]], path: str | Path, title: str = "",
-               key: str = "mean_per_token_latency_s") -> Path:
+def plot_sweep(
+    sweep: Sequence[Mapping[str, Any]],
+    path: str | Path,
+    title: str = "",
+    key: str = "mean_per_token_latency_s",
+) -> Path:
     """PNG: mean per-token latency vs arrival rate, one line per policy (log y axis)."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.2))

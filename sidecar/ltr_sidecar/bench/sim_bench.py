@@ -21,29 +21,47 @@ class PolicyRun:
     results: list[RequestResult]
 
 
-def run_policies(items: Sequence[WorkItem], policies: Sequence[BenchPolicy], scorers: Mapping[str, Scorer],
-                 profile: EngineProfile, starvation_threshold_s: float) -> dict[str, PolicyRun]:
+def run_policies(
+    items: Sequence[WorkItem],
+    policies: Sequence[BenchPolicy],
+    scorers: Mapping[str, Scorer],
+    profile: EngineProfile,
+    starvation_threshold_s: float,
+) -> dict[str, PolicyRun]:
     """Simulate each policy on the same workload; metrics carry ratios to fcfs/oracle when present."""
     prompts = [w.prompt for w in items]
-    scores_by_scorer = {name: score_prompts(scorers[name], prompts)
-                        for name in {p.scorer for p in policies if p.scorer}}
+    scores_by_scorer = {
+        name: score_prompts(scorers[name], prompts) for name in {p.scorer for p in policies if p.scorer}
+    }
     runs: dict[str, PolicyRun] = {}
     for pol in policies:
-        sim = simulate(items, profile, pol.queue_policy,
-                       scores=scores_by_scorer[pol.scorer] if pol.scorer else None,
-                       starvation_threshold_s=starvation_threshold_s if pol.starvation else 0.0)
+        sim = simulate(
+            items,
+            profile,
+            pol.queue_policy,
+            scores=scores_by_scorer[pol.scorer] if pol.scorer else None,
+            starvation_threshold_s=starvation_threshold_s if pol.starvation else 0.0,
+        )
         metrics = summarize(sim.results)
-        metrics.update(preemptions=float(sim.preemptions), promotions=float(sim.promotions),
-                       engine_steps=float(sim.steps))
+        metrics.update(
+            preemptions=float(sim.preemptions),
+            promotions=float(sim.promotions),
+            engine_steps=float(sim.steps),
+        )
         runs[pol.name] = PolicyRun(metrics, sim.results)
     add_ratios({n: r.metrics for n, r in runs.items()})
     return runs
 
 
-def sweep(make_items: Callable[[float], list[WorkItem]], rates: Sequence[float],
-          policies: Sequence[BenchPolicy], scorers: Mapping[str, Scorer], profile: EngineProfile,
-          starvation_threshold_s: float,
-          progress: Callable[[str], None] | None = None) -> list[tuple[float, dict[str, PolicyRun]]]:
+def sweep(
+    make_items: Callable[[float], list[WorkItem]],
+    rates: Sequence[float],
+    policies: Sequence[BenchPolicy],
+    scorers: Mapping[str, Scorer],
+    profile: EngineProfile,
+    starvation_threshold_s: float,
+    progress: Callable[[str], None] | None = None,
+) -> list[tuple[float, dict[str, PolicyRun]]]:
     """One `run_policies` per rate, in the given order."""
     out = []
     for rate in rates:
@@ -51,12 +69,15 @@ def sweep(make_items: Callable[[float], list[WorkItem]], rates: Sequence[float],
         out.append((rate, runs))
         if progress:
             ratio = runs["ltr"].metrics.get("ratio_to_fcfs") if "ltr" in runs else None
-            progress(f"rate {rate:g} req/s: {len(runs)} policies simulated"
-                     + (f", ltr/fcfs {ratio:.3f}" if ratio else ""))
+            progress(
+                f"rate {rate:g} req/s: {len(runs)} policies simulated"
+                + (f", ltr/fcfs {ratio:.3f}" if ratio else "")
+            )
     return out
 
 
 def sweep_rows(runs: Sequence[tuple[float, Mapping[str, PolicyRun]]]) -> list[dict[str, Any]]:
     """JSON rows `[{"rate": r, "policies": {name: metrics}}, ...]`."""
-    return [{"rate": rate, "policies": {n: r.metrics for n, r in by_policy.items()}}
-            for rate, by_policy in runs]
+    return [
+        {"rate": rate, "policies": {n: r.metrics for n, r in by_policy.items()}} for rate, by_policy in runs
+    ]

@@ -51,11 +51,16 @@ class SimResult:
     end_s: float
 
 
-def simulate(items: Sequence[WorkItem], profile: EngineProfile, policy: str = "fcfs",
-             scores: Sequence[float] | None = None, starvation_threshold_s: float = 0.0) -> SimResult:
+def simulate(
+    items: Sequence[WorkItem],
+    profile: EngineProfile,
+    policy: str = "fcfs",
+    scores: Sequence[float] | None = None,
+    starvation_threshold_s: float = 0.0,
+) -> SimResult:
     """Run `items` through the engine model with the queue `policy`; returns per-request timings.
 
-    `scores[i]` is the predictor score of `items[i]` (higher = shorter); the `oracle` policy uses
+    `scores[i]` is the predictor score of `items[i]` (`ltr.contract` convention); the `oracle` policy uses
     the true output length instead.
     """
     if scores is not None and len(scores) != len(items):
@@ -65,11 +70,14 @@ def simulate(items: Sequence[WorkItem], profile: EngineProfile, policy: str = "f
     kv_cap = profile.kv_capacity_tokens
     for w in items:
         if w.prompt_tokens + w.output_tokens > kv_cap:
-            raise ValueError(f"request {w.request_id} needs {w.prompt_tokens + w.output_tokens} KV tokens, "
-                             f"more than the engine's {kv_cap}")
+            raise ValueError(
+                f"request {w.request_id} needs {w.prompt_tokens + w.output_tokens} KV tokens, "
+                f"more than the engine's {kv_cap}"
+            )
     order = sorted(range(len(items)), key=lambda i: (items[i].arrival_s, i))
-    states = {items[i].request_id: _State(items[i], float(scores[i]) if scores is not None else 0.0)
-              for i in order}
+    states = {
+        items[i].request_id: _State(items[i], float(scores[i]) if scores is not None else 0.0) for i in order
+    }
     queue = RankQueue(policy, starvation_threshold=starvation_threshold_s)
     running: dict[str, _State] = {}  # insertion order = admission order (preempt from the end)
     finish_heap: list[tuple[int, int, str]] = []  # (finishing step, version, request id)
@@ -87,8 +95,11 @@ def simulate(items: Sequence[WorkItem], profile: EngineProfile, policy: str = "f
         while next_arrival < len(order) and items[order[next_arrival]].arrival_s <= now:
             w = items[order[next_arrival]]
             st = states[w.request_id]
-            queue.push(QueueItem(w.request_id, arrival=w.arrival_s, score=st.score,
-                                 expected_output_tokens=w.output_tokens))
+            queue.push(
+                QueueItem(
+                    w.request_id, arrival=w.arrival_s, score=st.score, expected_output_tokens=w.output_tokens
+                )
+            )
             next_arrival += 1
         # -- admission ------------------------------------------------------------------------
         decoding = len(running)
@@ -107,8 +118,9 @@ def simulate(items: Sequence[WorkItem], profile: EngineProfile, policy: str = "f
                 break
             st.admit_step = step
             running[cand.request_id] = st
-            heapq.heappush(finish_heap, (step + st.item.output_tokens - st.generated - 1, st.version,
-                                         cand.request_id))
+            heapq.heappush(
+                finish_heap, (step + st.item.output_tokens - st.generated - 1, st.version, cand.request_id)
+            )
             prefills.append(need)
             budget -= need
             kv_used += need
@@ -136,8 +148,16 @@ def simulate(items: Sequence[WorkItem], profile: EngineProfile, policy: str = "f
             kv_used -= context(st) + 1
             gap = _max_gap(step_ends, st.admit_step, step)
             assert st.first_token_s is not None
-            results.append(RequestResult(rid, st.item.arrival_s, st.first_token_s, now, st.item.output_tokens,
-                                         max(st.max_gap_s, gap)))
+            results.append(
+                RequestResult(
+                    rid,
+                    st.item.arrival_s,
+                    st.first_token_s,
+                    now,
+                    st.item.output_tokens,
+                    max(st.max_gap_s, gap),
+                )
+            )
             done += 1
         step += 1
         # -- preemption: room for one more token per running sequence next step --------------
@@ -152,8 +172,14 @@ def simulate(items: Sequence[WorkItem], profile: EngineProfile, policy: str = "f
             st.preemptions += 1
             preemptions += 1
             kv_used -= ctx
-            queue.push(QueueItem(rid, arrival=st.item.arrival_s, score=st.score,
-                                 expected_output_tokens=st.item.output_tokens))
+            queue.push(
+                QueueItem(
+                    rid,
+                    arrival=st.item.arrival_s,
+                    score=st.score,
+                    expected_output_tokens=st.item.output_tokens,
+                )
+            )
     results.sort(key=lambda r: r.request_id)
     return SimResult(results, step, preemptions, queue.promotions_total, now)
 

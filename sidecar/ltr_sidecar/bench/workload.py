@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ltr_sidecar.data import Example, load_examples
+from ltr_sidecar.data.datasets import Example, load_examples
 
 
 @dataclass(frozen=True)
@@ -59,8 +59,13 @@ def load_trace(path: str | Path) -> list[dict[str, float]]:
                 continue
             try:
                 rec = json.loads(line)
-                rows.append({"timestamp": float(rec["timestamp"]), "input_tokens": int(rec["input_tokens"]),
-                             "output_tokens": int(rec["output_tokens"])})
+                rows.append(
+                    {
+                        "timestamp": float(rec["timestamp"]),
+                        "input_tokens": int(rec["input_tokens"]),
+                        "output_tokens": int(rec["output_tokens"]),
+                    }
+                )
             except (ValueError, KeyError, TypeError) as exc:
                 raise ValueError(f"{path}:{lineno}: not a trace record ({exc})") from None
     rows.sort(key=lambda r: r["timestamp"])
@@ -80,16 +85,23 @@ def sample_examples(examples: Sequence[Example], n: int, seed: int = 0) -> list[
     return out
 
 
-def poisson_workload(examples: Sequence[Example], rate: float, n: int, seed: int = 0,
-                     max_output_tokens: int | None = None) -> list[WorkItem]:
+def poisson_workload(
+    examples: Sequence[Example], rate: float, n: int, seed: int = 0, max_output_tokens: int | None = None
+) -> list[WorkItem]:
     """`n` requests drawn from `examples` arriving as a Poisson process at `rate` req/s."""
     chosen = sample_examples(examples, n, seed)
     return _make_items(chosen, poisson_arrivals(n, rate, seed + 1), max_output_tokens)
 
 
-def trace_workload(examples: Sequence[Example], trace: Sequence[dict[str, float]], n: int,
-                   start_s: float = 0.0, time_scale: float = 1.0, seed: int = 0,
-                   max_output_tokens: int | None = None) -> list[WorkItem]:
+def trace_workload(
+    examples: Sequence[Example],
+    trace: Sequence[dict[str, float]],
+    n: int,
+    start_s: float = 0.0,
+    time_scale: float = 1.0,
+    seed: int = 0,
+    max_output_tokens: int | None = None,
+) -> list[WorkItem]:
     """`n` consecutive trace requests from `start_s` on, each given the prompt of equal length rank.
 
     `time_scale` > 1 compresses time (2.0 = twice the trace's request rate).
@@ -110,8 +122,9 @@ def trace_workload(examples: Sequence[Example], trace: Sequence[dict[str, float]
     return _make_items([m for m in matched if m is not None], arrivals, max_output_tokens)
 
 
-def _make_items(examples: Sequence[Example], arrivals: Sequence[float],
-                max_output_tokens: int | None) -> list[WorkItem]:
+def _make_items(
+    examples: Sequence[Example], arrivals: Sequence[float], max_output_tokens: int | None
+) -> list[WorkItem]:
     items = []
     for i, (ex, t) in enumerate(zip(examples, arrivals, strict=True)):
         out = max(1, round(ex.length))

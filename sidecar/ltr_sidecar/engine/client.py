@@ -22,12 +22,12 @@ from typing import Any
 
 import aiohttp
 
-from ltr_sidecar.server.types import ErrorCode, SidecarError
+from ltr_sidecar.errors import ErrorCode, SidecarError
+from ltr_sidecar.sampling import SamplingParams
 
 log = logging.getLogger(__name__)
 
 API_PATHS = {"completions": "/v1/completions", "chat": "/v1/chat/completions"}
-STANDARD_SAMPLING = ("temperature", "top_p", "stop", "seed", "presence_penalty", "frequency_penalty")
 VENDOR_FIELDS = ("top_k", "ignore_eos", "priority")
 FINISH_REASONS = {"stop", "length", "cancelled", "error"}
 
@@ -40,7 +40,7 @@ class EngineRequest:
     max_tokens: int
     prompt: str | None = None
     messages: list[dict[str, str]] | None = None
-    sampling: dict[str, Any] = field(default_factory=dict)
+    sampling: SamplingParams = field(default_factory=SamplingParams)
     priority: int | None = None  # vLLM priority (lower = earlier); None = not sent
     request_id: str = ""
 
@@ -66,8 +66,11 @@ class EngineFinal:
 def build_body(req: EngineRequest, *, vendor_fields: bool = True, chat: bool = False) -> dict[str, Any]:
     """The JSON body for `req` (pure). `vendor_fields=False` drops non-OpenAI fields; `chat` sends a
     raw prompt to a chat endpoint as one user message."""
-    body: dict[str, Any] = {"max_tokens": req.max_tokens, "stream": True,
-                            "stream_options": {"include_usage": True}}
+    body: dict[str, Any] = {
+        "max_tokens": req.max_tokens,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
     if req.model:
         body["model"] = req.model
     if req.messages is not None:
@@ -76,15 +79,9 @@ def build_body(req: EngineRequest, *, vendor_fields: bool = True, chat: bool = F
         body["messages"] = [{"role": "user", "content": req.prompt or ""}]
     else:
         body["prompt"] = req.prompt or ""
-    for key in STANDARD_SAMPLING:
-        value = req.sampling.get(key)
-        if value is not None and value != []:
-            body[key] = value
+    body.update(req.sampling.standard_fields())
     if vendor_fields:
-        if req.sampling.get("top_k"):
-            body["top_k"] = int(req.sampling["top_k"])
-        if req.sampling.get("ignore_eos"):
-            body["ignore_eos"] = True
+        body.update(req.sampling.vendor_fields())
         if req.priority is not None:
             body["priority"] = int(req.priority)
     return body
@@ -186,8 +183,14 @@ class EngineStream:
 class EngineClient:
     """Pooled aiohttp client for one OpenAI-compatible engine."""
 
-    def __init__(self, base_url: str, api: str = "completions", *, connect_timeout_s: float = 3.0,
-                 read_timeout_s: float = 120.0) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        api: str = "completions",
+        *,
+        connect_timeout_s: float = 3.0,
+        read_timeout_s: float = 120.0,
+    ) -> None:
         if api not in API_PATHS:
             raise ValueError(f"engine_api must be one of {sorted(API_PATHS)}, got {api!r}")
         self.base_url = base_url.rstrip("/")
@@ -214,9 +217,12 @@ class EngineClient:
         return self._session
 
     def _timeout(self, read: float | None = None) -> aiohttp.ClientTimeout:
-        return aiohttp.ClientTimeout(total=None, connect=self.connect_timeout_s,
-                                     sock_connect=self.connect_timeout_s,
-                                     sock_read=self.read_timeout_s if read is None else read)
+        return aiohttp.ClientTimeout(
+            total=None,
+            connect=self.connect_timeout_s,
+            sock_connect=self.connect_timeout_s,
+            sock_read=self.read_timeout_s if read is None else read,
+        )
 
     async def open_stream(self, req: EngineRequest, api: str | None = None) -> EngineStream:
         """Send `req`; returns once the engine answered 200. Raises SidecarError otherwise."""
@@ -227,8 +233,9 @@ class EngineClient:
             try:
                 resp = await self.session.post(url, json=body, timeout=self._timeout())
             except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-                raise SidecarError(ErrorCode.UNAVAILABLE,
-                                   f"engine at {self.base_url} unreachable: {exc!r}") from exc
+                raise SidecarError(
+                    ErrorCode.UNAVAILABLE, f"engine at {self.base_url} unreachable: {exc!r}"
+                ) from exc
             if resp.status == 200:
                 return EngineStream(resp, chat=api == "chat")
             detail = (await resp.text(errors="replace"))[:500]
@@ -237,8 +244,11 @@ class EngineClient:
                 log.warning("engine rejects vendor fields %s (%s); not sending them", VENDOR_FIELDS, detail)
                 self.vendor_fields = False
                 continue
-            code = ErrorCode.INVALID_ARGUMENT if 400 <= resp.status < 500 and resp.status != 429 \
+            code = (
+                ErrorCode.INVALID_ARGUMENT
+                if 400 <= resp.status < 500 and resp.status != 429
                 else ErrorCode.UNAVAILABLE
+            )
             raise SidecarError(code, f"engine answered HTTP {resp.status}: {detail}")
         raise SidecarError(ErrorCode.UNAVAILABLE, "engine rejected the request")  # pragma: no cover
 
@@ -257,8 +267,9 @@ class EngineClient:
             async with self.session.get(self.base_url + path, timeout=timeout) as r:
                 return r.status, await r.text(errors="replace")
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            raise SidecarError(ErrorCode.UNAVAILABLE,
-                               f"engine at {self.base_url} unreachable: {exc!r}") from exc
+            raise SidecarError(
+                ErrorCode.UNAVAILABLE, f"engine at {self.base_url} unreachable: {exc!r}"
+            ) from exc
 
     async def list_models(self) -> list[str]:
         """Model ids from the engine's `/v1/models`."""

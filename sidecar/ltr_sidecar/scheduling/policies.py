@@ -1,16 +1,14 @@
 """Scheduling policies: each maps a queued item to a sort key (smaller key = served first).
 
-Score convention (project-wide): a HIGHER predictor score means a SHORTER expected output.
+`ltr` serves the highest score first (the score convention is `ltr.contract`'s).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from ltr_sidecar.scheduling.queue import QueueItem
+from ltr_sidecar.scheduling.item import QueueItem
 
 
 @dataclass(frozen=True)

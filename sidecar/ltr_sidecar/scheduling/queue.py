@@ -16,30 +16,13 @@ import heapq
 import itertools
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from typing import Any
 
+from ltr_sidecar.scheduling.item import QueueItem
 from ltr_sidecar.scheduling.policies import Policy, get_policy
 
 
 class QueueFullError(Exception):
     """The queue holds max_length requests already (maps to RESOURCE_EXHAUSTED / HTTP 429)."""
-
-
-@dataclass(eq=False)
-class QueueItem:
-    """One queued request. `payload` is opaque to the queue (the sidecar's request state)."""
-
-    request_id: str
-    arrival: float
-    score: float = 0.0
-    priority: int = 0
-    expected_output_tokens: int | None = None
-    payload: Any = None
-    seq: int = 0
-    promoted: bool = False
-    removed: bool = field(default=False, repr=False)
-    key: tuple[float, ...] = field(default=(), repr=False)
 
 
 class _Band:
@@ -55,8 +38,9 @@ class _Band:
 class RankQueue:
     """A bounded, rank-ordered queue of requests with starvation prevention."""
 
-    def __init__(self, policy: str | Policy = "ltr", starvation_threshold: float = 0.0,
-                 max_length: int | None = None) -> None:
+    def __init__(
+        self, policy: str | Policy = "ltr", starvation_threshold: float = 0.0, max_length: int | None = None
+    ) -> None:
         if starvation_threshold < 0:
             raise ValueError("starvation_threshold must be >= 0 seconds (0 disables it)")
         if max_length is not None and max_length < 1:
@@ -133,8 +117,12 @@ class RankQueue:
 
     def peek_wait(self, now: float) -> float:
         """Wait of the oldest queued request (0 when empty)."""
-        heads = [self._first_live(fifo) for b in self._bands.values() if b.size
-                 for fifo in (b.promoted, b.by_arrival)]
+        heads = [
+            self._first_live(fifo)
+            for b in self._bands.values()
+            if b.size
+            for fifo in (b.promoted, b.by_arrival)
+        ]
         arrivals = [h.arrival for h in heads if h is not None]
         return max(0.0, now - min(arrivals)) if arrivals else 0.0
 

@@ -42,11 +42,12 @@ class Admission:
 
     def __init__(self, max_concurrency: int | str, tuning: AutoTuning = AutoTuning()) -> None:
         self.auto = max_concurrency == "auto"
-        if not self.auto and (isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int)
-                              or max_concurrency < 1):
+        if not self.auto and (
+            isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int) or max_concurrency < 1
+        ):
             raise ValueError(f"max_concurrency must be 'auto' or an integer >= 1, got {max_concurrency!r}")
         self.tuning = tuning
-        self.limit = tuning.initial if self.auto else int(max_concurrency)  # type: ignore[arg-type]
+        self.limit = tuning.initial if self.auto else int(max_concurrency)
         self.baseline_ttft: float | None = None
         self._samples: list[float] = []
         self._tpot: deque[float] = deque(maxlen=64)

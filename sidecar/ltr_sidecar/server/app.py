@@ -38,16 +38,22 @@ def trace_dir_for_pod(trace_dir: str | Path) -> Path:
 class SidecarApp:
     """Owns the core, both surfaces, metrics, traces and the config watcher."""
 
-    def __init__(self, config: SidecarConfig, config_path: str | Path | None = None,
-                 overrides: dict[str, Any] | None = None, predictor: Any = None) -> None:
+    def __init__(
+        self,
+        config: SidecarConfig,
+        config_path: str | Path | None = None,
+        overrides: dict[str, Any] | None = None,
+        predictor: Any = None,
+    ) -> None:
         self.config = config
         self.config_path = Path(config_path) if config_path else None
         self.overrides = dict(overrides or {})
         self.metrics = SidecarMetrics()
         self.traces = None
         if config.trace_dir:
-            self.traces = TraceRecorder(trace_dir_for_pod(config.trace_dir),
-                                        record_prompts=config.record_prompts)
+            self.traces = TraceRecorder(
+                trace_dir_for_pod(config.trace_dir), record_prompts=config.record_prompts
+            )
         self.core = SchedulerCore(config, predictor=predictor, metrics=self.metrics, traces=self.traces)
         self.grpc: GrpcSurface | None = None
         self.http_port: int | None = None
@@ -65,15 +71,21 @@ class SidecarApp:
         await self.core.start()
         self.grpc = GrpcSurface(self.core, self.config.host, self.config.grpc_port)
         await self.grpc.start()
-        self._http_runner = await start_http_server(build_http_app(self.core, self.metrics),
-                                                    self.config.host, self.config.http_port)
+        self._http_runner = await start_http_server(
+            build_http_app(self.core, self.metrics), self.config.host, self.config.http_port
+        )
         self.http_port = bound_port(self._http_runner)
         self._tasks.append(asyncio.create_task(self.grpc.health_loop(), name="ltr-health"))
         if self.config_path:
             self._tasks.append(asyncio.create_task(self._watch_config(), name="ltr-config-watch"))
-        log.info("sidecar serving: gRPC :%s, HTTP :%s, engine %s, policy %s, predictor %r",
-                 self.grpc_port, self.http_port, self.config.engine_url, self.core.policy_name,
-                 self.core.predictor_version)
+        log.info(
+            "sidecar serving: gRPC :%s, HTTP :%s, engine %s, policy %s, predictor %r",
+            self.grpc_port,
+            self.http_port,
+            self.config.engine_url,
+            self.core.policy_name,
+            self.core.predictor_version,
+        )
 
     async def stop(self, grace_s: float | None = None) -> None:
         """Drain and shut down (idempotent)."""
@@ -126,6 +138,9 @@ class SidecarApp:
         except ConfigError as exc:
             log.error("config file changed but is invalid, keeping the running config: %s", exc)
             return False
+        changed = self.core.config.restart_keys_changed(new)
+        if changed:
+            log.warning("config keys %s changed; they take effect on restart", changed)
         return await self.core.reload_from_config(new)
 
     async def _watch_config(self) -> None:

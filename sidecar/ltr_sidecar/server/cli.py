@@ -15,7 +15,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="ltr sidecar",
         description="Learning-to-rank scheduling sidecar: gRPC (ltr.v1) + OpenAI-compatible HTTP in front of "
-                    "an OpenAI-compatible engine. Flags override keys of --config.")
+        "an OpenAI-compatible engine. Flags override keys of --config.",
+    )
     p.add_argument("--engine-url", help="engine base URL (default http://127.0.0.1:8000)")
     p.add_argument("--config", help="YAML/JSON config file (the operator's sidecar.yaml); polled for changes")
     p.add_argument("--predictor", dest="predictor_dir", help="predictor artifact directory")
@@ -31,8 +32,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--starvation-threshold", help="promote requests waiting longer than this (5s; 0 = off)")
     p.add_argument("--max-queue", type=int, help="queued requests before RESOURCE_EXHAUSTED (default 1024)")
     p.add_argument("--trace-dir", help="record completions for retraining into this directory")
-    p.add_argument("--scoring-window-ms", type=float,
-                   help="micro-batch window for scoring concurrent arrivals (default 2; 0 = no wait)")
+    p.add_argument(
+        "--scoring-window-ms",
+        type=float,
+        help="micro-batch window for scoring concurrent arrivals (default 2; 0 = no wait)",
+    )
     p.add_argument("--drain-grace", dest="drain_grace_s", help="SIGTERM drain grace period (default 30s)")
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     return p
@@ -40,9 +44,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """Flag values as config keys (None = not given, so the file or default applies)."""
-    keys = ("engine_url", "predictor_dir", "predictor_store", "predictor_version", "policy", "engine_api",
-            "model", "grpc_port", "http_port", "host", "max_concurrency", "starvation_threshold", "max_queue",
-            "trace_dir", "drain_grace_s", "scoring_window_ms")
+    keys = (
+        "engine_url",
+        "predictor_dir",
+        "predictor_store",
+        "predictor_version",
+        "policy",
+        "engine_api",
+        "model",
+        "grpc_port",
+        "http_port",
+        "host",
+        "max_concurrency",
+        "starvation_threshold",
+        "max_queue",
+        "trace_dir",
+        "drain_grace_s",
+        "scoring_window_ms",
+    )
     out = {k: getattr(args, k) for k in keys}
     mc = out["max_concurrency"]
     if mc is not None and mc != "auto":
@@ -52,8 +71,9 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     overrides = overrides_from_args(args)
     try:
         config = load_config(args.config, overrides)

@@ -1,8 +1,9 @@
 """Sidecar configuration: the `sidecar.yaml` file the operator mounts, plus command-line overrides.
 
 Keys are snake_case and match `SidecarConfig` fields exactly; an unknown key is an error (a typo must
-not silently fall back to a default). Durations accept "500ms", "5s", "2m", "1h" or a number of
-seconds. `load_config(path, overrides)` reads YAML or JSON (JSON is YAML), applies the overrides
+not silently fall back to a default). Durations are Go durations ("500ms", "5s", "1h30m", "0", parsed
+by `ltr.contract.parse_duration`, the project's one parser) or a YAML number of seconds.
+`load_config(path, overrides)` reads YAML or JSON (JSON is YAML), applies the overrides
 (e.g. from CLI flags; None values are ignored) and validates everything.
 """
 
@@ -17,26 +18,29 @@ from typing import Any
 
 import yaml
 
+from ltr.contract import parse_duration
+
 ENGINE_APIS = ("completions", "chat")
 POLICY_NAMES = ("ltr", "fcfs", "oracle")
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 
 
 class ConfigError(ValueError):
     """Invalid sidecar configuration (message names the key and what is expected)."""
 
 
-def parse_duration(value: Any, key: str = "duration") -> float:
-    """Seconds from "500ms"/"5s"/"2m"/"1h" or a non-negative number (pure)."""
+def config_duration(value: Any, key: str) -> float:
+    """Seconds from a Go duration string or a non-negative number of seconds (pure)."""
     if isinstance(value, bool):
         raise ConfigError(f"{key}: expected a duration like '5s', got {value!r}")
     if isinstance(value, int | float):
         seconds = float(value)
-    elif isinstance(value, str) and (m := _DURATION.match(value)):
-        seconds = float(m.group(1)) * _UNITS[m.group(2)]
+    elif isinstance(value, str):
+        try:
+            seconds = parse_duration(value)
+        except ValueError as exc:
+            raise ConfigError(f"{key}: {exc}") from None
     else:
-        raise ConfigError(f"{key}: expected a duration like '500ms', '5s', '2m' or seconds, got {value!r}")
+        raise ConfigError(f"{key}: expected a duration like '500ms', '5s', '1h30m' or seconds, got {value!r}")
     if seconds < 0 or seconds != seconds or seconds == float("inf"):
         raise ConfigError(f"{key}: duration must be finite and >= 0, got {value!r}")
     return seconds
@@ -77,8 +81,23 @@ class SidecarConfig:
         """The keys whose change triggers a predictor hot reload."""
         return (self.predictor_dir, self.predictor_store, self.predictor_version)
 
+    def with_predictor_source(self, other: SidecarConfig) -> SidecarConfig:
+        """This config with `other`'s predictor source keys (the only keys applied without a restart)."""
+        return dataclasses.replace(
+            self,
+            predictor_dir=other.predictor_dir,
+            predictor_store=other.predictor_store,
+            predictor_version=other.predictor_version,
+        )
+
+    def restart_keys_changed(self, other: SidecarConfig) -> list[str]:
+        """Keys that differ in `other` and take effect only on a restart."""
+        return [k for k in RESTART_KEYS if getattr(other, k) != getattr(self, k)]
+
 
 FIELD_NAMES = tuple(f.name for f in dataclasses.fields(SidecarConfig))
+HOT_KEYS = ("predictor_dir", "predictor_store", "predictor_version")
+RESTART_KEYS = tuple(k for k in FIELD_NAMES if k not in HOT_KEYS)
 
 
 def _int(key: str, value: Any, minimum: int, maximum: int = 65535 * 1000) -> int:
@@ -115,8 +134,15 @@ def validate(raw: dict[str, Any]) -> SidecarConfig:
     if unknown:
         raise ConfigError(f"unknown config key(s) {unknown}; valid keys: {', '.join(FIELD_NAMES)}")
     c = SidecarConfig()
-    for key in ("engine_url", "model", "predictor_dir", "predictor_store", "predictor_version", "host",
-                "trace_dir"):
+    for key in (
+        "engine_url",
+        "model",
+        "predictor_dir",
+        "predictor_store",
+        "predictor_version",
+        "host",
+        "trace_dir",
+    ):
         if key in raw:
             setattr(c, key, _str(key, raw[key]))
     if not re.match(r"^https?://[^/\s]+", c.engine_url):
@@ -128,12 +154,13 @@ def validate(raw: dict[str, Any]) -> SidecarConfig:
     if c.policy not in POLICY_NAMES:
         raise ConfigError(f"policy: expected one of {', '.join(POLICY_NAMES)}, got {c.policy!r}")
     if "starvation_threshold" in raw:
-        c.starvation_threshold = parse_duration(raw["starvation_threshold"], "starvation_threshold")
+        c.starvation_threshold = config_duration(raw["starvation_threshold"], "starvation_threshold")
     c.max_queue = _int("max_queue", raw.get("max_queue", c.max_queue), 1, 10_000_000)
     mc = raw.get("max_concurrency", c.max_concurrency)
     c.max_concurrency = "auto" if mc == "auto" else _int("max_concurrency", mc, 1, 100_000)
-    c.max_tokens_limit = _int("max_tokens_limit", raw.get("max_tokens_limit", c.max_tokens_limit), 1,
-                              10_000_000)
+    c.max_tokens_limit = _int(
+        "max_tokens_limit", raw.get("max_tokens_limit", c.max_tokens_limit), 1, 10_000_000
+    )
     bands = raw.get("priority_bands", c.priority_bands)
     if not isinstance(bands, list) or not bands:
         raise ConfigError(f"priority_bands: expected a non-empty list of integers, got {bands!r}")
@@ -141,7 +168,7 @@ def validate(raw: dict[str, Any]) -> SidecarConfig:
     if "scoring_window_ms" in raw:
         value = raw["scoring_window_ms"]  # a bare number is milliseconds; "2ms"/"0.01s" also work
         has_unit = isinstance(value, str) and value.strip()[-1:].isalpha()
-        seconds_or_ms = parse_duration(value, "scoring_window_ms")
+        seconds_or_ms = config_duration(value, "scoring_window_ms")
         c.scoring_window_ms = seconds_or_ms * 1000.0 if has_unit else seconds_or_ms
         if c.scoring_window_ms > 1000:
             raise ConfigError("scoring_window_ms: must be <= 1000 (milliseconds)")
@@ -153,7 +180,7 @@ def validate(raw: dict[str, Any]) -> SidecarConfig:
             setattr(c, key, _bool(key, raw[key]))
     for key in ("drain_grace_s", "config_poll_s"):
         if key in raw:
-            setattr(c, key, parse_duration(raw[key], key))
+            setattr(c, key, config_duration(raw[key], key))
     if c.config_poll_s <= 0:
         raise ConfigError("config_poll_s: must be > 0")
     return c

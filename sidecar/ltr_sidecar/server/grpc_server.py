@@ -18,18 +18,30 @@ from grpc_health.v1 import _async as health_aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from ltr.contract import Outcome
 from ltr.v1 import scheduler_pb2 as pb
 from ltr.v1 import scheduler_pb2_grpc as pb_grpc
-from ltr_sidecar.server.core import PredictorStatus, QueueSnapshot, SchedulerCore
-from ltr_sidecar.server.types import FinalResult, SidecarError, SubmitRequest, TokenChunk
+from ltr_sidecar.errors import SidecarError
+from ltr_sidecar.sampling import NUMERIC_BOUNDS, SamplingParams
+from ltr_sidecar.server.core import SchedulerCore
+from ltr_sidecar.server.types import FinalResult, PredictorStatus, QueueSnapshot, SubmitRequest, TokenChunk
+from ltr_sidecar.server.validation import validate_request
 
 SCHEDULER = pb.DESCRIPTOR.services_by_name["Scheduler"].full_name
 PREDICTOR_ADMIN = pb.DESCRIPTOR.services_by_name["PredictorAdmin"].full_name
-SERVICE_NAMES = (SCHEDULER, PREDICTOR_ADMIN, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-                 reflection.SERVICE_NAME)
-FINISH = {"stop": pb.FINISH_REASON_STOP, "length": pb.FINISH_REASON_LENGTH,
-          "cancelled": pb.FINISH_REASON_CANCELLED, "error": pb.FINISH_REASON_ERROR}
-SAMPLING_OPTIONAL = ("temperature", "top_p", "top_k", "seed", "presence_penalty", "frequency_penalty")
+SERVICE_NAMES = (
+    SCHEDULER,
+    PREDICTOR_ADMIN,
+    health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+    reflection.SERVICE_NAME,
+)
+FINISH = {
+    "stop": pb.FINISH_REASON_STOP,
+    "length": pb.FINISH_REASON_LENGTH,
+    "cancelled": pb.FINISH_REASON_CANCELLED,
+    "error": pb.FINISH_REASON_ERROR,
+}
+SAMPLING_OPTIONAL = tuple(NUMERIC_BOUNDS)  # proto3 `optional` fields of ltr.v1.SamplingParams
 
 
 # -- translation (pure) -----------------------------------------------------------------------------
@@ -48,7 +60,8 @@ def timestamp(unix_s: float | None) -> timestamp_pb2.Timestamp | None:
 
 
 def to_submit(msg: pb.GenerateRequest, time_remaining: float | None = None) -> SubmitRequest:
-    """GenerateRequest → SubmitRequest. The gRPC call deadline also bounds the queue wait."""
+    """GenerateRequest → SubmitRequest (SidecarError for bad sampling values). The gRPC call deadline
+    also bounds the queue wait."""
     which = msg.WhichOneof("input")
     sampling: dict[str, Any] = {}
     if msg.HasField("sampling"):
@@ -66,39 +79,76 @@ def to_submit(msg: pb.GenerateRequest, time_remaining: float | None = None) -> S
         call_deadline = time.time() + time_remaining
         deadline = call_deadline if deadline is None else min(deadline, call_deadline)
     return SubmitRequest(
-        request_id=msg.request_id, max_tokens=msg.max_tokens,
+        request_id=msg.request_id,
+        max_tokens=msg.max_tokens,
         prompt=msg.prompt if which == "prompt" else None,
         messages=[{"role": m.role, "content": m.content} for m in msg.chat.messages]
-        if which == "chat" else None,
-        sampling=sampling, priority=msg.priority, deadline=deadline,
+        if which == "chat"
+        else None,
+        sampling=SamplingParams.parse(sampling, prefix="sampling."),
+        priority=msg.priority,
+        deadline=deadline,
         expected_output_tokens=msg.expected_output_tokens if msg.HasField("expected_output_tokens") else None,
-        model=msg.model or None, no_trace=msg.no_trace)
+        model=msg.model or None,
+        no_trace=msg.no_trace,
+    )
 
 
 def final_to_proto(request_id: str, f: FinalResult) -> pb.GenerateResponse:
     s = f.scheduling
-    return pb.GenerateResponse(request_id=request_id, final=pb.GenerateFinal(
-        finish_reason=FINISH.get(f.finish_reason, pb.FINISH_REASON_UNSPECIFIED),
-        usage=pb.Usage(prompt_tokens=f.prompt_tokens, completion_tokens=f.completion_tokens),
-        scheduling=pb.SchedulingInfo(
-            score=s.score, rank_at_arrival=s.rank_at_arrival, queue_wait=duration(s.queue_wait_s),
-            promoted=s.promoted, policy=s.policy, predictor_version=s.predictor_version, priority=s.priority),
-        time_to_first_token=duration(f.ttft_s), total_time=duration(f.total_s)))
+    return pb.GenerateResponse(
+        request_id=request_id,
+        final=pb.GenerateFinal(
+            finish_reason=FINISH.get(f.finish_reason, pb.FINISH_REASON_UNSPECIFIED),
+            usage=pb.Usage(prompt_tokens=f.prompt_tokens, completion_tokens=f.completion_tokens),
+            scheduling=pb.SchedulingInfo(
+                score=s.score,
+                rank_at_arrival=s.rank_at_arrival,
+                queue_wait=duration(s.queue_wait_s),
+                promoted=s.promoted,
+                policy=s.policy,
+                predictor_version=s.predictor_version,
+                priority=s.priority,
+            ),
+            time_to_first_token=duration(f.ttft_s),
+            total_time=duration(f.total_s),
+        ),
+    )
 
 
 def snapshot_to_proto(s: QueueSnapshot) -> pb.QueueSnapshot:
     return pb.QueueSnapshot(
-        queue_length=s.queue_length, in_flight=s.in_flight, max_concurrency=s.max_concurrency,
-        per_band=s.per_band, oldest_wait=duration(s.oldest_wait_s), predictor_version=s.predictor_version,
-        policy=s.policy, starvation_threshold=duration(s.starvation_threshold_s), draining=s.draining,
-        entries=[pb.QueueEntry(request_id=e.request_id, score=e.score, priority=e.priority,
-                               waited=duration(e.waited_s), promoted=e.promoted) for e in s.entries])
+        queue_length=s.queue_length,
+        in_flight=s.in_flight,
+        max_concurrency=s.max_concurrency,
+        per_band=s.per_band,
+        oldest_wait=duration(s.oldest_wait_s),
+        predictor_version=s.predictor_version,
+        policy=s.policy,
+        starvation_threshold=duration(s.starvation_threshold_s),
+        draining=s.draining,
+        entries=[
+            pb.QueueEntry(
+                request_id=e.request_id,
+                score=e.score,
+                priority=e.priority,
+                waited=duration(e.waited_s),
+                promoted=e.promoted,
+            )
+            for e in s.entries
+        ],
+    )
 
 
 def status_to_proto(s: PredictorStatus) -> pb.PredictorStatus:
-    return pb.PredictorStatus(version=s.version, backbone=s.backbone, loaded_at=timestamp(s.loaded_at),
-                              last_error=s.last_error, online_kendall_tau=s.online_kendall_tau,
-                              online_samples=s.online_samples)
+    return pb.PredictorStatus(
+        version=s.version,
+        backbone=s.backbone,
+        loaded_at=timestamp(s.loaded_at),
+        last_error=s.last_error,
+        online_kendall_tau=s.online_kendall_tau,
+        online_samples=s.online_samples,
+    )
 
 
 def rank_order(scores: list[float]) -> list[int]:
@@ -115,9 +165,16 @@ class SchedulerService(pb_grpc.SchedulerServicer):
     def __init__(self, core: SchedulerCore) -> None:
         self.core = core
 
-    async def Generate(self, request: pb.GenerateRequest,
-                       context: grpc.aio.ServicerContext) -> AsyncIterator[pb.GenerateResponse]:
-        sub = to_submit(request, context.time_remaining())
+    async def Generate(
+        self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.GenerateResponse]:
+        try:
+            sub = to_submit(request, context.time_remaining())
+            validate_request(sub, self.core.limits)
+        except SidecarError as exc:
+            self.core.metrics.request_finished(Outcome.INVALID)
+            await _abort(context, exc)
+            return
         try:
             async with contextlib.aclosing(self.core.submit(sub)) as events:
                 async for ev in events:
@@ -136,8 +193,9 @@ class SchedulerService(pb_grpc.SchedulerServicer):
             raise  # unreachable: abort raises
         return pb.RankResponse(scores=scores, order=rank_order(scores), predictor_version=version)
 
-    async def GetQueue(self, request: pb.GetQueueRequest,
-                       context: grpc.aio.ServicerContext) -> pb.QueueSnapshot:
+    async def GetQueue(
+        self, request: pb.GetQueueRequest, context: grpc.aio.ServicerContext
+    ) -> pb.QueueSnapshot:
         if request.limit < 0:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "limit must be >= 0 (0 = default 100)")
         return snapshot_to_proto(self.core.snapshot(request.include_entries, request.limit or 100))
@@ -147,8 +205,9 @@ class PredictorAdminService(pb_grpc.PredictorAdminServicer):
     def __init__(self, core: SchedulerCore) -> None:
         self.core = core
 
-    async def LoadPredictor(self, request: pb.LoadPredictorRequest,
-                            context: grpc.aio.ServicerContext) -> pb.PredictorStatus:
+    async def LoadPredictor(
+        self, request: pb.LoadPredictorRequest, context: grpc.aio.ServicerContext
+    ) -> pb.PredictorStatus:
         if not request.version and not request.path:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "give a predictor version or a path")
         try:
@@ -158,8 +217,9 @@ class PredictorAdminService(pb_grpc.PredictorAdminServicer):
             raise
         return status_to_proto(status)
 
-    async def GetPredictor(self, request: pb.GetPredictorRequest,
-                           context: grpc.aio.ServicerContext) -> pb.PredictorStatus:
+    async def GetPredictor(
+        self, request: pb.GetPredictorRequest, context: grpc.aio.ServicerContext
+    ) -> pb.PredictorStatus:
         return status_to_proto(self.core.predictor_status())
 
 
@@ -168,8 +228,9 @@ class GrpcSurface:
 
     def __init__(self, core: SchedulerCore, host: str = "0.0.0.0", port: int = 50051) -> None:
         self.core = core
-        self.server = grpc.aio.server(options=[("grpc.max_receive_message_length", 64 * 1024 * 1024),
-                                               ("grpc.so_reuseport", 0)])
+        self.server = grpc.aio.server(
+            options=[("grpc.max_receive_message_length", 64 * 1024 * 1024), ("grpc.so_reuseport", 0)]
+        )
         pb_grpc.add_SchedulerServicer_to_server(SchedulerService(core), self.server)
         pb_grpc.add_PredictorAdminServicer_to_server(PredictorAdminService(core), self.server)
         self.health = health_aio.HealthServicer()

@@ -17,14 +17,15 @@ import asyncio
 import contextlib
 import json
 import logging
-import re
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncGenerator, Iterator
 from typing import Any, Protocol
 
 from aiohttp import web
 
+from ltr.contract import Outcome
+from ltr_sidecar.errors import ErrorCode, SidecarError
 from ltr_sidecar.server.metrics import SidecarMetrics
 from ltr_sidecar.server.openai_schema import (
     ResponseOptions,
@@ -34,13 +35,13 @@ from ltr_sidecar.server.openai_schema import (
     ltr_headers,
     parse_request,
 )
-from ltr_sidecar.server.types import ErrorCode, FinalResult, SidecarError, SubmitRequest, TokenChunk
+from ltr_sidecar.server.types import FinalResult, PredictorStatus, StreamEvent, SubmitRequest, TokenChunk
+from ltr_sidecar.server.validation import REQUEST_ID_RE, REQUEST_ID_RULE, RequestLimits, validate_request
 
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 16 * 1024 * 1024
 DISCONNECT_POLL_S = 0.25
-_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:@/+=-]{1,128}$")
 _CORE_KEY: web.AppKey[Any] = web.AppKey("ltr_core", object)
 _METRICS_KEY: web.AppKey[SidecarMetrics] = web.AppKey("ltr_metrics", SidecarMetrics)
 _ENGINE_FAILED = 502  # the engine failed mid-generation (no SidecarError code fits a bad upstream)
@@ -49,21 +50,34 @@ _ENGINE_FAILED = 502  # the engine failed mid-generation (no SidecarError code f
 class Core(Protocol):
     """What the HTTP surface needs from the scheduler core (`server.core.SchedulerCore`)."""
 
-    ready: bool
-    draining: bool
-    served_model: str
+    @property
+    def ready(self) -> bool: ...
+    @property
+    def draining(self) -> bool: ...
+    @property
+    def served_model(self) -> str: ...
+    @property
+    def limits(self) -> RequestLimits: ...
 
-    def submit(self, req: SubmitRequest) -> Any: ...  # AsyncIterator[TokenChunk | FinalResult]
-    def predictor_status(self) -> Any: ...
+    def submit(self, req: SubmitRequest) -> AsyncGenerator[StreamEvent, None]: ...
+    def predictor_status(self) -> PredictorStatus: ...
 
 
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(body=json.dumps(body, separators=(",", ":")).encode(), status=status,
-                        content_type="application/json", headers=headers)
+    return web.Response(
+        body=json.dumps(body, separators=(",", ":")).encode(),
+        status=status,
+        content_type="application/json",
+        headers=headers,
+    )
 
 
-def _error(code: ErrorCode, message: str, request_id: str | None = None, status: int | None = None,
-           ) -> web.Response:
+def _error(
+    code: ErrorCode,
+    message: str,
+    request_id: str | None = None,
+    status: int | None = None,
+) -> web.Response:
     headers = {"x-request-id": request_id} if request_id else {}
     if code in (ErrorCode.RESOURCE_EXHAUSTED, ErrorCode.UNAVAILABLE):
         headers["retry-after"] = "1"
@@ -73,19 +87,10 @@ def _error(code: ErrorCode, message: str, request_id: str | None = None, status:
 def _request_id(request: web.Request) -> str:
     rid = request.headers.get("x-request-id", "")
     if rid:
-        if not _REQUEST_ID_RE.match(rid):
-            raise SidecarError(ErrorCode.INVALID_ARGUMENT,
-                               "x-request-id must be 1-128 characters of [A-Za-z0-9._:@/+=-]")
+        if not REQUEST_ID_RE.match(rid):
+            raise SidecarError(ErrorCode.INVALID_ARGUMENT, f"x-request-id must be {REQUEST_ID_RULE}")
         return rid
     return uuid.uuid4().hex
-
-
-def _max_tokens_config(core: Any) -> tuple[int | None, int | None]:
-    """(default for chat, hard limit) from the core's config when it exposes them."""
-    config = getattr(core, "config", None)
-    limit = getattr(core, "max_tokens_limit", None) or getattr(config, "max_tokens_limit", None)
-    default = getattr(core, "default_max_tokens", None) or getattr(config, "default_max_tokens", None)
-    return (default if isinstance(default, int) else None), (limit if isinstance(limit, int) else None)
 
 
 def _final_error(final: FinalResult) -> tuple[int, ErrorCode, str] | None:
@@ -94,8 +99,11 @@ def _final_error(final: FinalResult) -> tuple[int, ErrorCode, str] | None:
         message = f"engine failed during generation: {final.error or 'unknown'}"
         return _ENGINE_FAILED, ErrorCode.UNAVAILABLE, message
     if final.finish_reason == "cancelled":
-        return (ErrorCode.UNAVAILABLE.http_status, ErrorCode.UNAVAILABLE,
-                f"request cancelled by the sidecar: {final.error or 'shutting down'}")
+        return (
+            ErrorCode.UNAVAILABLE.http_status,
+            ErrorCode.UNAVAILABLE,
+            f"request cancelled by the sidecar: {final.error or 'shutting down'}",
+        )
     return None
 
 
@@ -158,20 +166,27 @@ class _Handlers:
             try:
                 body = json.loads(raw)
             except (ValueError, UnicodeDecodeError) as exc:
-                raise SidecarError(ErrorCode.INVALID_ARGUMENT,
-                                   f"request body is not valid JSON: {exc}") from None
-            default_max, limit = _max_tokens_config(self.core)
-            req, opts = parse_request(body, chat=chat, request_id=rid, default_max_tokens=default_max,
-                                      max_tokens_limit=limit)
+                raise SidecarError(
+                    ErrorCode.INVALID_ARGUMENT, f"request body is not valid JSON: {exc}"
+                ) from None
+            limit = self.core.limits.max_tokens_limit
+            req, opts = parse_request(body, chat=chat, request_id=rid, max_tokens_limit=limit)
+            validate_request(req, self.core.limits)
             served = self.core.served_model
             if opts.model and served and opts.model != served:
-                raise SidecarError(ErrorCode.NOT_FOUND,
-                                   f"model {opts.model!r} is not served here; this sidecar serves {served!r}")
+                raise SidecarError(
+                    ErrorCode.NOT_FOUND,
+                    f"model {opts.model!r} is not served here; this sidecar serves {served!r}",
+                )
         except SidecarError as exc:
-            self.metrics.request_finished("invalid")
+            self.metrics.request_finished(Outcome.INVALID)
             return _error(exc.code, exc.message, rid)
-        opts = ResponseOptions(chat=opts.chat, stream=opts.stream, include_usage=opts.include_usage,
-                               model=opts.model or self.core.served_model)
+        opts = ResponseOptions(
+            chat=opts.chat,
+            stream=opts.stream,
+            include_usage=opts.include_usage,
+            model=opts.model or self.core.served_model,
+        )
         with self.watcher.watch(request):
             if opts.stream:
                 return await self._stream(request, req, opts, created)
@@ -194,8 +209,9 @@ class _Handlers:
             log.exception("request %s failed", req.request_id)
             return _error(ErrorCode.INTERNAL, "internal error in the sidecar", req.request_id)
         if final is None:
-            return _error(ErrorCode.INTERNAL, "the scheduler ended the stream without a final result",
-                          req.request_id)
+            return _error(
+                ErrorCode.INTERNAL, "the scheduler ended the stream without a final result", req.request_id
+            )
         failed = _final_error(final)
         if failed is not None:
             status, code, message = failed
@@ -203,8 +219,9 @@ class _Handlers:
         headers = {"x-request-id": req.request_id, **ltr_headers(final)}
         return _json(completion_body(opts, req.request_id, created, "".join(parts), final), headers=headers)
 
-    async def _stream(self, request: web.Request, req: SubmitRequest, opts: ResponseOptions,
-                      created: int) -> web.StreamResponse:
+    async def _stream(
+        self, request: web.Request, req: SubmitRequest, opts: ResponseOptions, created: int
+    ) -> web.StreamResponse:
         enc = StreamEncoder(opts, req.request_id, created)
         resp: web.StreamResponse | None = None
         tail = b""  # what ends the stream: the final frames, or an error event
@@ -212,9 +229,13 @@ class _Handlers:
             async with contextlib.aclosing(self.core.submit(req)) as events:
                 async for ev in events:
                     if resp is None:  # first event: admitted and running; errors before this get a status
-                        resp = web.StreamResponse(headers={
-                            "content-type": "text/event-stream", "cache-control": "no-cache",
-                            "x-request-id": req.request_id})
+                        resp = web.StreamResponse(
+                            headers={
+                                "content-type": "text/event-stream",
+                                "cache-control": "no-cache",
+                                "x-request-id": req.request_id,
+                            }
+                        )
                         await resp.prepare(request)
                         start = enc.start()
                         if start:
@@ -239,8 +260,9 @@ class _Handlers:
                 return _error(ErrorCode.INTERNAL, "internal error in the sidecar", req.request_id)
             tail = enc.error(ErrorCode.INTERNAL, "internal error in the sidecar")
         if resp is None:
-            return _error(ErrorCode.INTERNAL, "the scheduler ended the stream without a final result",
-                          req.request_id)
+            return _error(
+                ErrorCode.INTERNAL, "the scheduler ended the stream without a final result", req.request_id
+            )
         if not tail:
             tail = enc.error(ErrorCode.INTERNAL, "the scheduler ended the stream without a final result")
         with contextlib.suppress(ConnectionResetError):
@@ -255,15 +277,16 @@ class _Handlers:
 
     def _health_body(self) -> dict[str, Any]:
         status = self.core.predictor_status()
-        version = getattr(status, "version", "") or ""
         tau, n = self.metrics.online_kendall_tau()
         return {
-            "ready": bool(self.core.ready), "draining": bool(self.core.draining),
-            "predictor_version": version,
-            "fcfs_fallback": bool(getattr(status, "fallback_fcfs", not version)),
-            "predictor_backbone": getattr(status, "backbone", "") or "",
-            "predictor_last_error": getattr(status, "last_error", "") or "",
-            "online_kendall_tau": tau, "online_samples": n,
+            "ready": self.core.ready,
+            "draining": self.core.draining,
+            "predictor_version": status.version,
+            "fcfs_fallback": status.fallback_fcfs,
+            "predictor_backbone": status.backbone,
+            "predictor_last_error": status.last_error,
+            "online_kendall_tau": tau,
+            "online_samples": n,
         }
 
     async def health(self, request: web.Request) -> web.Response:
@@ -287,11 +310,15 @@ async def _json_404(request: web.Request, handler: Any) -> web.StreamResponse:
         return _error(ErrorCode.NOT_FOUND, f"no route {request.method} {request.path}")
     except web.HTTPMethodNotAllowed as exc:
         message = f"method {request.method} not allowed on {request.path}"
-        return _json(error_body(ErrorCode.INVALID_ARGUMENT, message), status=405,
-                     headers={"allow": ",".join(exc.allowed_methods)})
+        return _json(
+            error_body(ErrorCode.INVALID_ARGUMENT, message),
+            status=405,
+            headers={"allow": ",".join(exc.allowed_methods)},
+        )
     except web.HTTPRequestEntityTooLarge:
-        return _json(error_body(ErrorCode.INVALID_ARGUMENT, f"request body exceeds {MAX_BODY_BYTES} bytes"),
-                     status=413)
+        return _json(
+            error_body(ErrorCode.INVALID_ARGUMENT, f"request body exceeds {MAX_BODY_BYTES} bytes"), status=413
+        )
 
 
 def build_http_app(core: Core, metrics: SidecarMetrics | None) -> web.Application:
@@ -314,8 +341,11 @@ def build_http_app(core: Core, metrics: SidecarMetrics | None) -> web.Applicatio
     return app
 
 
-async def start_http_server(app: web.Application, host: str = "127.0.0.1", port: int = 8080,
-                            ) -> web.AppRunner:
+async def start_http_server(
+    app: web.Application,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+) -> web.AppRunner:
     """Serve `app` with client-disconnect cancellation on; returns the runner (`await runner.cleanup()`)."""
     runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
     await runner.setup()

@@ -14,17 +14,33 @@ from collections import deque
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
-from ltr_sidecar.predictor.metrics import kendall_tau_b
+from ltr.contract import Outcome
+from ltr_sidecar.stats import kendall_tau_b
 
 #: `ltr_requests_total{outcome}` label values (all exported from the start, at 0).
-OUTCOMES: tuple[str, ...] = ("ok", "error", "cancelled", "rejected_full", "invalid", "deadline",
-                             "unavailable")
+OUTCOMES: tuple[str, ...] = tuple(o.value for o in Outcome)
 
 #: Fewer completions than this → the online τ reads 0 (too few pairs to mean anything).
 MIN_TAU_SAMPLES = 10
 
-QUEUE_WAIT_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
-                      120.0, 300.0)
+QUEUE_WAIT_BUCKETS = (
+    0.001,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    120.0,
+    300.0,
+)
 SCORING_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
@@ -37,37 +53,63 @@ class SidecarMetrics:
             raise ValueError(f"online_window must be >= {MIN_TAU_SAMPLES} completions, got {online_window}")
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
-        self._queued = Counter("ltr_requests_queued_total",
-                               "Requests accepted into the queue, by priority band.", ["priority"],
-                               registry=r)
-        self._queue_size = Gauge("ltr_queue_size", "Requests waiting for admission to the engine.",
-                                 registry=r)
-        self._in_flight = Gauge("ltr_in_flight_requests", "Requests admitted to the engine and not finished.",
-                                registry=r)
-        self._max_concurrency = Gauge("ltr_max_concurrency",
-                                      "Current admission limit (changes with max_concurrency=auto).",
-                                      registry=r)
-        self._wait = Histogram("ltr_queue_wait_seconds", "Time requests spent queued before admission.",
-                               buckets=QUEUE_WAIT_BUCKETS, registry=r)
-        self._requests = Counter("ltr_requests_total", "Finished requests by outcome.", ["outcome"],
-                                 registry=r)
-        self._outcome_children = {o: self._requests.labels(outcome=o) for o in OUTCOMES}
-        self._promotions = Counter("ltr_starvation_promotions_total",
-                                   "Requests promoted by starvation prevention.", registry=r)
-        self._scoring = Histogram("ltr_scoring_seconds", "Predictor latency per scoring batch.",
-                                  buckets=SCORING_BUCKETS, registry=r)
-        self._batch = Histogram("ltr_scoring_batch_size", "Prompts per predictor scoring batch.",
-                                buckets=BATCH_SIZE_BUCKETS, registry=r)
-        self._predictor_info = Gauge("ltr_predictor_info", "The predictor version serving (value 1).",
-                                     ["version", "backbone"], registry=r)
-        self._fallback = Gauge("ltr_predictor_fallback_fcfs",
-                               "1 when no predictor is loaded and the sidecar serves FCFS.", registry=r)
-        self._tau = Gauge("ltr_rank_kendall_tau",
-                          "Kendall tau-b between predicted order (-score) and actual output tokens over the "
-                          f"last completions (+1 = perfect; 0 while fewer than {MIN_TAU_SAMPLES}).",
-                          registry=r)
-        self._tau_samples = Gauge("ltr_rank_kendall_tau_samples",
-                                  "Completions the online Kendall tau is computed over.", registry=r)
+        self._queued = Counter(
+            "ltr_requests_queued_total",
+            "Requests accepted into the queue, by priority band.",
+            ["priority"],
+            registry=r,
+        )
+        self._queue_size = Gauge(
+            "ltr_queue_size", "Requests waiting for admission to the engine.", registry=r
+        )
+        self._in_flight = Gauge(
+            "ltr_in_flight_requests", "Requests admitted to the engine and not finished.", registry=r
+        )
+        self._max_concurrency = Gauge(
+            "ltr_max_concurrency", "Current admission limit (changes with max_concurrency=auto).", registry=r
+        )
+        self._wait = Histogram(
+            "ltr_queue_wait_seconds",
+            "Time requests spent queued before admission.",
+            buckets=QUEUE_WAIT_BUCKETS,
+            registry=r,
+        )
+        self._requests = Counter(
+            "ltr_requests_total", "Finished requests by outcome.", ["outcome"], registry=r
+        )
+        self._outcome_children = {o: self._requests.labels(outcome=o.value) for o in Outcome}
+        self._promotions = Counter(
+            "ltr_starvation_promotions_total", "Requests promoted by starvation prevention.", registry=r
+        )
+        self._scoring = Histogram(
+            "ltr_scoring_seconds", "Predictor latency per scoring batch.", buckets=SCORING_BUCKETS, registry=r
+        )
+        self._batch = Histogram(
+            "ltr_scoring_batch_size",
+            "Prompts per predictor scoring batch.",
+            buckets=BATCH_SIZE_BUCKETS,
+            registry=r,
+        )
+        self._predictor_info = Gauge(
+            "ltr_predictor_info",
+            "The predictor version serving (value 1).",
+            ["version", "backbone"],
+            registry=r,
+        )
+        self._fallback = Gauge(
+            "ltr_predictor_fallback_fcfs",
+            "1 when no predictor is loaded and the sidecar serves FCFS.",
+            registry=r,
+        )
+        self._tau = Gauge(
+            "ltr_rank_kendall_tau",
+            "Kendall tau-b between predicted order (-score) and actual output tokens over the "
+            f"last completions (+1 = perfect; 0 while fewer than {MIN_TAU_SAMPLES}).",
+            registry=r,
+        )
+        self._tau_samples = Gauge(
+            "ltr_rank_kendall_tau_samples", "Completions the online Kendall tau is computed over.", registry=r
+        )
         self._tau.set_function(lambda: self.online_kendall_tau()[0])
         self._tau_samples.set_function(lambda: float(len(self._window)))
         self._queued_children: dict[int, Counter] = {}
@@ -98,12 +140,9 @@ class SidecarMetrics:
         """A request left the queue for the engine after waiting `wait_s` seconds."""
         self._wait.observe(max(0.0, wait_s))
 
-    def request_finished(self, outcome: str) -> None:
-        """Count a finished request; `outcome` is one of OUTCOMES (ValueError otherwise)."""
-        child = self._outcome_children.get(outcome)
-        if child is None:
-            raise ValueError(f"unknown request outcome {outcome!r}; expected one of {', '.join(OUTCOMES)}")
-        child.inc()
+    def request_finished(self, outcome: Outcome) -> None:
+        """Count a finished request (ValueError for a value that is not an `Outcome`)."""
+        self._outcome_children[Outcome(outcome)].inc()
 
     def starvation_promoted(self, n: int = 1) -> None:
         if n > 0:

@@ -2,8 +2,10 @@
 
 Parsing turns a `/v1/completions` or `/v1/chat/completions` JSON body into a `SubmitRequest` plus the
 response options (stream, include_usage), raising `SidecarError(INVALID_ARGUMENT)` with a message
-that names the offending field. Builders turn `FinalResult`/`TokenChunk` back into OpenAI JSON and
-server-sent-event frames; every final response carries an `ltr` object (explainability).
+that names the offending field. It checks the wire shape only: sampling values are checked by
+`SamplingParams.parse`, the rest of the request by `server.validation` (the same checks as gRPC).
+Builders turn `FinalResult`/`TokenChunk` back into OpenAI JSON and server-sent-event frames; every
+final response carries an `ltr` object (explainability).
 
 Extensions to the OpenAI schema (all optional): `priority` (int band), `ignore_eos` (bool),
 `expected_output_tokens` (int; used by the oracle policy only), `no_trace` (bool: do not record the
@@ -18,10 +20,11 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from ltr_sidecar.server.types import ErrorCode, FinalResult, SchedulingInfo, SidecarError, SubmitRequest
+from ltr_sidecar.errors import ErrorCode, SidecarError
+from ltr_sidecar.sampling import KEYS as SAMPLING_KEYS
+from ltr_sidecar.sampling import SamplingParams
+from ltr_sidecar.server.types import FinalResult, SchedulingInfo, SubmitRequest
 
-CHAT_ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
-MAX_STOP_SEQUENCES = 16
 COMPLETIONS_DEFAULT_MAX_TOKENS = 16  # OpenAI's default for /v1/completions
 
 #: Fields we cannot honour: rejected with a clear 400 when set to anything but their default.
@@ -86,8 +89,9 @@ def _opt_int(body: dict[str, Any], key: str, lo: int | None = None, hi: int | No
     return v
 
 
-def _opt_float(body: dict[str, Any], key: str, lo: float, hi: float | None = None,
-               lo_open: bool = False) -> float | None:
+def _opt_float(
+    body: dict[str, Any], key: str, lo: float, hi: float | None = None, lo_open: bool = False
+) -> float | None:
     v = body.get(key)
     if v is None:
         return None
@@ -108,18 +112,6 @@ def _opt_bool(body: dict[str, Any], key: str) -> bool:
     return v
 
 
-def _stop(body: dict[str, Any]) -> list[str] | None:
-    v = body.get("stop")
-    if v is None:
-        return None
-    items = [v] if isinstance(v, str) else v
-    if not isinstance(items, list) or not all(isinstance(s, str) and s for s in items):
-        raise _invalid("'stop' must be a non-empty string or a list of non-empty strings")
-    if len(items) > MAX_STOP_SEQUENCES:
-        raise _invalid(f"'stop' allows at most {MAX_STOP_SEQUENCES} sequences, got {len(items)}")
-    return items or None
-
-
 def _prompt(body: dict[str, Any]) -> str:
     if "prompt" not in body or body["prompt"] is None:
         raise _invalid("'prompt' is required")
@@ -128,14 +120,14 @@ def _prompt(body: dict[str, Any]) -> str:
         if len(p) == 1 and isinstance(p[0], str):
             p = p[0]
         elif p and all(isinstance(x, str) for x in p):
-            raise _invalid(f"'prompt' must be a single string: batched prompts ({len(p)}) are not supported; "
-                           "send one request per prompt so each is ranked and scheduled on its own")
+            raise _invalid(
+                f"'prompt' must be a single string: batched prompts ({len(p)}) are not supported; "
+                "send one request per prompt so each is ranked and scheduled on its own"
+            )
         else:
             raise _invalid("'prompt' must be a string (token-id prompts are not supported)")
     if not isinstance(p, str):
         raise _invalid(f"'prompt' must be a string, got {type(p).__name__}")
-    if not p.strip():
-        raise _invalid("'prompt' must not be empty")
     return p
 
 
@@ -145,8 +137,9 @@ def _content_text(content: Any, where: str) -> str:
     if isinstance(content, list):
         parts = []
         for j, part in enumerate(content):
-            if not (isinstance(part, dict) and part.get("type") == "text"
-                    and isinstance(part.get("text"), str)):
+            if not (
+                isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str)
+            ):
                 kind = part.get("type") if isinstance(part, dict) else type(part).__name__
                 raise _invalid(f"{where}.content[{j}]: only text parts are supported, got {kind!r}")
             parts.append(part["text"])
@@ -166,32 +159,33 @@ def _messages(body: dict[str, Any]) -> list[dict[str, str]]:
         if not isinstance(m, dict):
             raise _invalid(f"{where} must be an object with 'role' and 'content'")
         role = m.get("role")
-        if role not in CHAT_ROLES:
-            raise _invalid(f"{where}.role must be one of {', '.join(sorted(CHAT_ROLES))}, got {role!r}")
+        if not isinstance(role, str):
+            raise _invalid(f"{where}.role must be a string, got {role!r}")
         if m.get("tool_calls"):
             raise _invalid(f"{where}: tool calls are not supported")
         if "content" not in m or m["content"] is None:
             raise _invalid(f"{where}.content is required")
         out.append({"role": role, "content": _content_text(m["content"], where)})
-    if not any(m["content"].strip() for m in out):
-        raise _invalid("'messages' contain no text")
     return out
 
 
-def _max_tokens(body: dict[str, Any], default: int, limit: int | None) -> int:
-    a = _opt_int(body, "max_tokens", lo=1)
-    b = _opt_int(body, "max_completion_tokens", lo=1)
+def _max_tokens(body: dict[str, Any], default: int) -> int:
+    a = _opt_int(body, "max_tokens")
+    b = _opt_int(body, "max_completion_tokens")
     if a is not None and b is not None and a != b:
         raise _invalid(f"'max_tokens' ({a}) and 'max_completion_tokens' ({b}) disagree; send one of them")
-    value = b if b is not None else a if a is not None else default
-    if limit is not None and value > limit:
-        raise _invalid(f"max tokens must be <= {limit} (this sidecar's limit), got {value}")
-    return value
+    return b if b is not None else a if a is not None else default
 
 
-def parse_request(body: Any, *, chat: bool, request_id: str, default_max_tokens: int | None = None,
-                  max_tokens_limit: int | None = None, now: float | None = None,
-                  ) -> tuple[SubmitRequest, ResponseOptions]:
+def parse_request(
+    body: Any,
+    *,
+    chat: bool,
+    request_id: str,
+    default_max_tokens: int | None = None,
+    max_tokens_limit: int | None = None,
+    now: float | None = None,
+) -> tuple[SubmitRequest, ResponseOptions]:
     """Validate an OpenAI completions (chat=False) or chat completions (chat=True) JSON body.
 
     Without `max_tokens`, completions default to 16 (OpenAI's default) and chat to `default_max_tokens`
@@ -204,7 +198,7 @@ def parse_request(body: Any, *, chat: bool, request_id: str, default_max_tokens:
             raise _invalid(f"'{key}' is not supported by the LTR sidecar (got {json.dumps(body[key])[:40]})")
     rf = body.get("response_format")
     if rf is not None and not (isinstance(rf, dict) and rf.get("type") == "text"):
-        raise _invalid("'response_format' other than {\"type\": \"text\"} is not supported")
+        raise _invalid('\'response_format\' other than {"type": "text"} is not supported')
 
     model = body.get("model")
     if model is not None and not isinstance(model, str):
@@ -231,22 +225,9 @@ def parse_request(body: Any, *, chat: bool, request_id: str, default_max_tokens:
         default = COMPLETIONS_DEFAULT_MAX_TOKENS
     if max_tokens_limit is not None:
         default = min(default, max_tokens_limit)
-    max_tokens = _max_tokens(body, default, max_tokens_limit)
+    max_tokens = _max_tokens(body, default)
 
-    sampling: dict[str, Any] = {}
-    for key, value in (
-        ("temperature", _opt_float(body, "temperature", 0.0)),
-        ("top_p", _opt_float(body, "top_p", 0.0, 1.0, lo_open=True)),
-        ("top_k", _opt_int(body, "top_k", lo=0)),
-        ("presence_penalty", _opt_float(body, "presence_penalty", -2.0, 2.0)),
-        ("frequency_penalty", _opt_float(body, "frequency_penalty", -2.0, 2.0)),
-        ("seed", _opt_int(body, "seed")),
-        ("stop", _stop(body)),
-    ):
-        if value is not None:
-            sampling[key] = value
-    if _opt_bool(body, "ignore_eos"):
-        sampling["ignore_eos"] = True
+    sampling = SamplingParams.parse({k: body[k] for k in SAMPLING_KEYS if body.get(k) is not None})
 
     priority = _opt_int(body, "priority")
     timeout_s = _opt_float(body, "timeout_s", 0.0, lo_open=True)
@@ -255,28 +236,47 @@ def parse_request(body: Any, *, chat: bool, request_id: str, default_max_tokens:
         deadline = (time.time() if now is None else now) + timeout_s
 
     req = SubmitRequest(
-        request_id=request_id, max_tokens=max_tokens, prompt=prompt, messages=messages, sampling=sampling,
-        priority=priority or 0, deadline=deadline,
-        expected_output_tokens=_opt_int(body, "expected_output_tokens", lo=0),
-        model=model or None, no_trace=_opt_bool(body, "no_trace"),
+        request_id=request_id,
+        max_tokens=max_tokens,
+        prompt=prompt,
+        messages=messages,
+        sampling=sampling,
+        priority=priority or 0,
+        deadline=deadline,
+        expected_output_tokens=_opt_int(body, "expected_output_tokens"),
+        model=model or None,
+        no_trace=_opt_bool(body, "no_trace"),
     )
     return req, ResponseOptions(chat=chat, stream=stream, include_usage=include_usage, model=model or "")
 
 
 # -- responses ---------------------------------------------------------------------------------------
 
+
 def error_body(code: ErrorCode, message: str, param: str | None = None) -> dict[str, Any]:
     """OpenAI-style error object: {"error": {"message", "type", "param", "code"}}."""
-    return {"error": {"message": message, "type": ERROR_TYPES.get(code, "internal_error"), "param": param,
-                      "code": code.grpc_name.lower()}}
+    return {
+        "error": {
+            "message": message,
+            "type": ERROR_TYPES.get(code, "internal_error"),
+            "param": param,
+            "code": code.grpc_name.lower(),
+        }
+    }
 
 
 def ltr_info(s: SchedulingInfo, final: FinalResult) -> dict[str, Any]:
-    """The `ltr` explainability object (score: higher = shorter expected output)."""
+    """The `ltr` explainability object of a response."""
     return {
-        "score": s.score, "rank_at_arrival": s.rank_at_arrival, "queue_wait_s": round(s.queue_wait_s, 6),
-        "promoted": s.promoted, "policy": s.policy, "predictor_version": s.predictor_version,
-        "priority": s.priority, "ttft_s": round(final.ttft_s, 6), "total_s": round(final.total_s, 6),
+        "score": s.score,
+        "rank_at_arrival": s.rank_at_arrival,
+        "queue_wait_s": round(s.queue_wait_s, 6),
+        "promoted": s.promoted,
+        "policy": s.policy,
+        "predictor_version": s.predictor_version,
+        "priority": s.priority,
+        "ttft_s": round(final.ttft_s, 6),
+        "total_s": round(final.total_s, 6),
     }
 
 
@@ -295,26 +295,37 @@ def ltr_headers(final: FinalResult) -> dict[str, str]:
 
 
 def usage(final: FinalResult) -> dict[str, int]:
-    return {"prompt_tokens": final.prompt_tokens, "completion_tokens": final.completion_tokens,
-            "total_tokens": final.prompt_tokens + final.completion_tokens}
+    return {
+        "prompt_tokens": final.prompt_tokens,
+        "completion_tokens": final.completion_tokens,
+        "total_tokens": final.prompt_tokens + final.completion_tokens,
+    }
 
 
 def response_id(request_id: str, chat: bool) -> str:
     return ("chatcmpl-" if chat else "cmpl-") + request_id
 
 
-def completion_body(opts: ResponseOptions, request_id: str, created: int, text: str,
-                    final: FinalResult) -> dict[str, Any]:
+def completion_body(
+    opts: ResponseOptions, request_id: str, created: int, text: str, final: FinalResult
+) -> dict[str, Any]:
     """A non-streamed completions or chat completions response body."""
     if opts.chat:
-        choice: dict[str, Any] = {"index": 0, "message": {"role": "assistant", "content": text},
-                                  "logprobs": None, "finish_reason": final.finish_reason}
+        choice: dict[str, Any] = {
+            "index": 0,
+            "message": {"role": "assistant", "content": text},
+            "logprobs": None,
+            "finish_reason": final.finish_reason,
+        }
     else:
         choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": final.finish_reason}
     return {
         "id": response_id(request_id, opts.chat),
         "object": "chat.completion" if opts.chat else "text_completion",
-        "created": created, "model": opts.model, "choices": [choice], "usage": usage(final),
+        "created": created,
+        "model": opts.model,
+        "choices": [choice],
+        "usage": usage(final),
         "ltr": ltr_info(final.scheduling, final),
     }
 
@@ -332,9 +343,12 @@ class StreamEncoder:
 
     def __init__(self, opts: ResponseOptions, request_id: str, created: int) -> None:
         self.opts = opts
-        self._head = {"id": response_id(request_id, opts.chat),
-                      "object": "chat.completion.chunk" if opts.chat else "text_completion",
-                      "created": created, "model": opts.model}
+        self._head = {
+            "id": response_id(request_id, opts.chat),
+            "object": "chat.completion.chunk" if opts.chat else "text_completion",
+            "created": created,
+            "model": opts.model,
+        }
         head = json.dumps(self._head, separators=(",", ":"))[:-1]
         if opts.chat:
             self._prefix = (f'data: {head},"choices":[{{"index":0,"delta":{{"content":').encode()
@@ -347,8 +361,19 @@ class StreamEncoder:
         """The opening frame (chat: the assistant role delta; completions: nothing)."""
         if not self.opts.chat:
             return b""
-        return _sse({**self._head, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
-                                                "logprobs": None, "finish_reason": None}]})
+        return _sse(
+            {
+                **self._head,
+                "choices": [
+                    {
+                        "index": 0,
+                        "delta": {"role": "assistant", "content": ""},
+                        "logprobs": None,
+                        "finish_reason": None,
+                    }
+                ],
+            }
+        )
 
     def chunk(self, text: str) -> bytes:
         return self._prefix + json.dumps(text).encode() + self._suffix
@@ -356,8 +381,12 @@ class StreamEncoder:
     def final(self, final: FinalResult) -> bytes:
         """Last content frame (finish_reason + `ltr`), the usage frame when asked, and [DONE]."""
         if self.opts.chat:
-            choice: dict[str, Any] = {"index": 0, "delta": {}, "logprobs": None,
-                                      "finish_reason": final.finish_reason}
+            choice: dict[str, Any] = {
+                "index": 0,
+                "delta": {},
+                "logprobs": None,
+                "finish_reason": final.finish_reason,
+            }
         else:
             choice = {"index": 0, "text": "", "logprobs": None, "finish_reason": final.finish_reason}
         out = _sse({**self._head, "choices": [choice], "ltr": ltr_info(final.scheduling, final)})

@@ -5,63 +5,35 @@ thread serialises and writes it out every `flush_interval_s`. Files rotate like 
 `traces.jsonl` (being written), `traces.jsonl.1` (newest full one) … `traces.jsonl.{max_files-1}`; the
 oldest is deleted, so disk use stays below `max_file_bytes × max_files`.
 
-`iter_traces()` is the shared reader (the retrain job uses it): oldest record first, corrupt lines
-(e.g. a line cut short by a crash) skipped and counted.
+The record schema and the one reader live in `ltr_sidecar.data.traces` (the retrain job reads there).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import logging
 import os
 import threading
 from collections import deque
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
-from ltr_sidecar.data import DataError, iter_jsonl, trace_files
+from ltr_sidecar.data.traces import TRACE_FILE, TraceRecord, trace_line
 
 log = logging.getLogger(__name__)
-
-TRACE_FILE = "traces.jsonl"
 MIB = 1024 * 1024
-
-
-@dataclass
-class TraceRecord:
-    """One completed request. `prompt` is None when prompt recording is off for it."""
-
-    timestamp: float
-    request_id: str
-    prompt: str | None
-    prompt_tokens: int
-    score: float
-    output_tokens: int
-    predictor_version: str
-    model: str
-    policy: str
-    finish_reason: str
-
-
-TRACE_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(TraceRecord))
-
-
-def trace_line(rec: TraceRecord, record_prompts: bool = True) -> str:
-    """One JSONL line (with the trailing newline); the prompt key is omitted when not recorded."""
-    obj = dataclasses.asdict(rec)
-    if not record_prompts or rec.prompt is None:
-        del obj["prompt"]
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")) + "\n"
 
 
 class TraceRecorder:
     """Buffered, rotating JSONL trace writer with bounded disk use."""
 
-    def __init__(self, directory: str | os.PathLike[str], record_prompts: bool = True,
-                 max_file_bytes: int = 16 * MIB, max_files: int = 10, flush_interval_s: float = 0.5,
-                 max_buffered: int = 100_000) -> None:
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        record_prompts: bool = True,
+        max_file_bytes: int = 16 * MIB,
+        max_files: int = 10,
+        flush_interval_s: float = 0.5,
+        max_buffered: int = 100_000,
+    ) -> None:
         if max_file_bytes < 1024:
             raise ValueError(f"max_file_bytes must be >= 1024, got {max_file_bytes}")
         if max_files < 1:
@@ -129,8 +101,9 @@ class TraceRecorder:
             try:
                 line = trace_line(rec, self.record_prompts).encode("utf-8")
             except (TypeError, ValueError) as exc:
-                log.warning("dropping unserialisable trace record %r: %s",
-                            getattr(rec, "request_id", "?"), exc)
+                log.warning(
+                    "dropping unserialisable trace record %r: %s", getattr(rec, "request_id", "?"), exc
+                )
                 self.dropped += 1
                 continue
             if len(line) > self.max_file_bytes:  # a huge prompt: keep the record, drop the text
@@ -149,8 +122,9 @@ class TraceRecorder:
             chunk: list[bytes] = []
             size = self._size
             # an empty file always takes one line, so an oversized line cannot stall the writer
-            while i < len(lines) and (size + len(lines[i]) <= self.max_file_bytes
-                                      or (not chunk and size == 0)):
+            while i < len(lines) and (
+                size + len(lines[i]) <= self.max_file_bytes or (not chunk and size == 0)
+            ):
                 chunk.append(lines[i])
                 size += len(lines[i])
                 i += 1
@@ -181,7 +155,7 @@ class TraceRecorder:
     def _prune(self) -> None:
         """Delete rotated files beyond max_files (left by an earlier, larger configuration)."""
         for path in self.directory.glob(TRACE_FILE + ".*"):
-            suffix = path.name[len(TRACE_FILE) + 1:]
+            suffix = path.name[len(TRACE_FILE) + 1 :]
             if suffix.isdigit() and int(suffix) >= self.max_files:
                 path.unlink(missing_ok=True)
 
@@ -190,40 +164,3 @@ class TraceRecorder:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-@dataclass
-class TraceReadStats:
-    """What `iter_traces` saw: files read, records yielded, corrupt lines skipped."""
-
-    files: int = 0
-    records: int = 0
-    corrupt: int = 0
-
-
-def iter_traces(directory: str | os.PathLike[str], stats: TraceReadStats | None = None) -> Iterator[dict]:
-    """Yield trace records (dicts) oldest first; lines that are not a JSON object with an integer
-    `output_tokens` and a string `request_id` are skipped and counted in `stats.corrupt`.
-
-    Sub-directories (one per pod) are read too; a missing directory yields nothing.
-    """
-    stats = stats if stats is not None else TraceReadStats()
-    for path in trace_files(directory):
-        stats.files += 1
-        try:
-            for _, obj in iter_jsonl(path, skip_corrupt=True):
-                if obj is None or not _valid_trace(obj):
-                    stats.corrupt += 1
-                    continue
-                stats.records += 1
-                yield obj
-        except DataError:  # rotated away while we were reading
-            continue
-
-
-def _valid_trace(obj: object) -> bool:
-    """A trace line the readers can use: an object with a string id and an integer output length."""
-    if not isinstance(obj, dict) or not isinstance(obj.get("request_id"), str):
-        return False
-    tokens = obj.get("output_tokens")
-    return isinstance(tokens, int) and not isinstance(tokens, bool) and tokens >= 0

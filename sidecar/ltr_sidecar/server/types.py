@@ -1,44 +1,17 @@
 """Surface-neutral request/response types shared by the core and the gRPC/HTTP surfaces.
 
 The core (`SchedulerCore`) speaks only these types; each surface translates its wire format
-(protobuf, OpenAI JSON) to and from them, and maps `SidecarError.code` to its status codes.
+(protobuf, OpenAI JSON) to and from them, and maps `SidecarError.code` (`ltr_sidecar.errors`) to its
+status codes. Scores follow `ltr.contract`'s convention.
 """
 
 from __future__ import annotations
 
-import enum
+import itertools
 from dataclasses import dataclass, field
-from typing import Any
 
-
-class ErrorCode(enum.Enum):
-    """Failure classes, with their gRPC status name and HTTP status code."""
-
-    INVALID_ARGUMENT = ("INVALID_ARGUMENT", 400)
-    NOT_FOUND = ("NOT_FOUND", 404)
-    FAILED_PRECONDITION = ("FAILED_PRECONDITION", 409)
-    RESOURCE_EXHAUSTED = ("RESOURCE_EXHAUSTED", 429)
-    CANCELLED = ("CANCELLED", 499)
-    INTERNAL = ("INTERNAL", 500)
-    UNAVAILABLE = ("UNAVAILABLE", 503)
-    DEADLINE_EXCEEDED = ("DEADLINE_EXCEEDED", 504)
-
-    @property
-    def grpc_name(self) -> str:
-        return self.value[0]
-
-    @property
-    def http_status(self) -> int:
-        return self.value[1]
-
-
-class SidecarError(Exception):
-    """An error with a status class and a message a client can act on."""
-
-    def __init__(self, code: ErrorCode, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+from ltr_sidecar.sampling import SamplingParams
+from ltr_sidecar.scheduling import RankQueue
 
 
 @dataclass
@@ -46,16 +19,15 @@ class SubmitRequest:
     """One generation request, as the core sees it.
 
     Exactly one of `prompt` (completions) or `messages` (chat, OpenAI format dicts with `role`
-    and `content`) is set. `deadline` is a Unix timestamp (seconds) or None.
-    `sampling` holds engine pass-through parameters: temperature, top_p, top_k, stop, seed,
-    ignore_eos, presence_penalty, frequency_penalty (absent keys = engine defaults).
+    and `content`) is set. `deadline` is a Unix timestamp (seconds) or None. `sampling` holds the
+    engine pass-through parameters (validated when built).
     """
 
     request_id: str
     max_tokens: int
     prompt: str | None = None
     messages: list[dict[str, str]] | None = None
-    sampling: dict[str, Any] = field(default_factory=dict)
+    sampling: SamplingParams = field(default_factory=SamplingParams)
     priority: int = 0
     deadline: float | None = None
     expected_output_tokens: int | None = None
@@ -71,7 +43,7 @@ class SubmitRequest:
 
 @dataclass
 class SchedulingInfo:
-    """Explainability for one scheduling decision (score: higher = shorter expected output)."""
+    """Explainability for one scheduling decision."""
 
     score: float
     rank_at_arrival: int
@@ -104,3 +76,80 @@ class FinalResult:
 
 
 StreamEvent = TokenChunk | FinalResult
+
+
+@dataclass
+class QueueEntryInfo:
+    """One queued request in a snapshot."""
+
+    request_id: str
+    score: float
+    priority: int
+    waited_s: float
+    promoted: bool
+
+
+@dataclass
+class QueueSnapshot:
+    """Mirrors ltr.v1.QueueSnapshot (durations in seconds)."""
+
+    queue_length: int
+    in_flight: int
+    max_concurrency: int
+    per_band: dict[int, int]
+    oldest_wait_s: float
+    predictor_version: str
+    policy: str
+    starvation_threshold_s: float
+    entries: list[QueueEntryInfo] = field(default_factory=list)
+    draining: bool = False
+
+    @classmethod
+    def of(
+        cls,
+        queue: RankQueue,
+        now: float,
+        *,
+        in_flight: int,
+        max_concurrency: int,
+        predictor_version: str,
+        policy: str,
+        draining: bool,
+        limit: int = 0,
+    ) -> QueueSnapshot:
+        """The snapshot of `queue` at `now`, with its first `limit` entries in serving order."""
+        entries = [
+            QueueEntryInfo(
+                item.request_id,
+                item.score,
+                item.priority,
+                max(0.0, now - item.arrival),
+                queue.is_due(item, now),
+            )
+            for item in itertools.islice(queue.ordered(now), limit)
+        ]
+        return cls(
+            queue_length=len(queue),
+            in_flight=in_flight,
+            max_concurrency=max_concurrency,
+            per_band=queue.per_band(),
+            oldest_wait_s=queue.peek_wait(now),
+            predictor_version=predictor_version,
+            policy=policy,
+            starvation_threshold_s=queue.starvation_threshold,
+            entries=entries,
+            draining=draining,
+        )
+
+
+@dataclass
+class PredictorStatus:
+    """Mirrors ltr.v1.PredictorStatus (loaded_at: Unix seconds, None when nothing is loaded)."""
+
+    version: str
+    backbone: str
+    loaded_at: float | None
+    last_error: str
+    online_kendall_tau: float
+    online_samples: int
+    fallback_fcfs: bool = False

@@ -1,0 +1,1 @@
+"""Operating predictors: evaluation, retraining from traces, and the `ltr predictor` command."""

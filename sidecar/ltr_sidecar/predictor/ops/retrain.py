@@ -1,0 +1,217 @@
+"""`ltr predictor retrain`: train a new predictor version from the sidecars' traces and publish it
+behind a quality gate.
+
+Steps: read traces in the window (corrupt / prompt-less lines skipped and counted) -> split by time
+(newest `--holdout-fraction` held out) -> fine-tune the base version (default: the store's latest;
+with an empty store the bundled ranker; `--base none` or `--backbone X` trains fresh) -> evaluate
+candidate AND current on the same held-out slice ->
+publish an immutable version with lineage if the gate passes -> print (and optionally write/annotate)
+one JSON result.
+
+Exit codes: 0 published, 3 insufficient data, 4 rejected by the gate, 1 error.
+Gate: candidate τ >= --min-kendall-tau and candidate τ > current τ on the held-out slice.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from ltr.contract import (
+    ANNOTATION_RETRAIN_RESULT,
+    EXIT_INSUFFICIENT,
+    EXIT_PUBLISHED,
+    EXIT_REJECTED,
+    GROUP,
+    PLURAL,
+    VERSION,
+    parse_duration,
+)
+from ltr_sidecar.data.traces import read_traces
+from ltr_sidecar.predictor.ops.evaluate import evaluate
+from ltr_sidecar.predictor.ops.options import RetrainOptions
+from ltr_sidecar.predictor.runtime.base import Predictor
+from ltr_sidecar.predictor.runtime.registry import bundled_predictor_path, load_predictor
+
+__all__ = ["EXIT_INSUFFICIENT", "EXIT_PUBLISHED", "EXIT_REJECTED", "parse_window", "run_retrain"]
+
+
+def parse_window(text: str) -> float | None:
+    """Seconds of a Go-duration window ("90s", "1h30m", "24h"); "0", "all" or "" → None (all traces)."""
+    t = str(text).strip()
+    if t.lower() in ("", "0", "all"):
+        return None
+    try:
+        return parse_duration(t)
+    except ValueError as exc:
+        raise ValueError(f"bad --window {text!r}: {exc}; or 0 for all traces") from None
+
+
+def report_annotation(target: str, result: dict[str, Any], api: Any = None) -> None:
+    """Patch LTRServing `NS/NAME`'s annotation with the JSON result (in-cluster config by default)."""
+    if target.count("/") != 1 or not all(target.split("/")):
+        raise ValueError(f"--report-annotation wants NAMESPACE/NAME, got {target!r}")
+    namespace, name = target.split("/")
+    if api is None:
+        from kubernetes import client, config
+
+        try:
+            config.load_incluster_config()
+        except config.ConfigException:
+            config.load_kube_config()
+        api = client.CustomObjectsApi()
+    body = {"metadata": {"annotations": {ANNOTATION_RETRAIN_RESULT: json.dumps(result, sort_keys=True)}}}
+    api.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name, body)
+
+
+def _log(msg: str, quiet: bool) -> None:
+    if not quiet:
+        print(f"[retrain] {msg}", file=sys.stderr, flush=True)
+
+
+def _finish(args: RetrainOptions, result: dict[str, Any], code: int) -> int:
+    result["finished_at"] = time.time()
+    text = json.dumps(result, sort_keys=True)
+    print(text)
+    if args.result_file:
+        Path(args.result_file).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.result_file).write_text(text + "\n", encoding="utf-8")
+    if args.report_annotation:
+        try:
+            report_annotation(args.report_annotation, result)
+        except Exception as exc:  # reporting must not hide the job's own outcome
+            print(f"[retrain] warning: could not annotate {args.report_annotation}: {exc}", file=sys.stderr)
+    return code
+
+
+def run_retrain(args: RetrainOptions) -> int:
+    """Run one retrain (see the module doc); returns the exit code."""
+    from ltr_sidecar.predictor.runtime.neural import NeuralPredictor
+    from ltr_sidecar.predictor.runtime.store import open_store
+    from ltr_sidecar.predictor.training.pipeline import train_predictor
+
+    quiet = args.train.quiet
+    if not 0 < args.holdout_fraction < 1:
+        raise ValueError("--holdout-fraction must be between 0 and 1")
+    now = args.now if args.now is not None else time.time()
+    window = parse_window(args.window)
+    since = None if window is None else now - window
+    store = open_store(args.store)
+    examples, stats = read_traces(args.traces, since=since, model_name=args.model_name)
+    _log(
+        f"traces: {stats.files} files, {stats.lines} lines, {stats.used} usable, {stats.corrupt} corrupt, "
+        f"{stats.no_prompt} without prompt, {stats.no_length} without length, "
+        f"{stats.outside_window} outside the window",
+        quiet,
+    )
+    result: dict[str, Any] = {
+        "status": None,
+        "candidate": None,
+        "candidate_kendall_tau": None,
+        "current": None,
+        "current_kendall_tau": None,
+        "samples": len(examples),
+        "reason": "",
+        "trace_stats": stats.__dict__,
+    }
+    n_hold = max(2, round(len(examples) * args.holdout_fraction))
+    if len(examples) < max(args.min_samples, n_hold + 2):
+        result.update(
+            status="insufficient_data",
+            reason=f"{len(examples)} usable samples in window, need at least {args.min_samples}",
+        )
+        _log(result["reason"], quiet)
+        return _finish(args, result, EXIT_INSUFFICIENT)
+    train_ex, hold_ex = examples[:-n_hold], examples[-n_hold:]
+
+    base_version = args.base if args.base not in (None, "") else store.latest()
+    if base_version == "none":
+        base_version = None
+    current: Predictor
+    base_pred: NeuralPredictor | None = None
+    if base_version is not None:
+        base_path = store.resolve(base_version)
+        current = load_predictor(base_path)
+        if isinstance(current, NeuralPredictor):
+            base_pred = NeuralPredictor.load(base_path)  # a second copy to fine-tune
+    else:
+        current = load_predictor(bundled_predictor_path())  # what serves at cold start
+        if args.train.backbone is None and args.base != "none" and isinstance(current, NeuralPredictor):
+            # First retrain of a store: fine-tune the bundled ranker (seconds on CPU) rather than
+            # train the default backbone from scratch; `--backbone X` or `--base none` trains fresh.
+            base_pred = NeuralPredictor.load(bundled_predictor_path())
+            base_version = current.version
+    result["current"] = current.version
+    spec = args.train.to_spec("candidate")
+    if base_pred is not None:
+        spec.objective = base_pred.objective
+        base_pred.to(spec.device)
+    _log(
+        f"training on {len(train_ex)} samples ({f'fine-tuning {base_version}' if base_pred else 'fresh'}), "
+        f"holding out the newest {len(hold_ex)}",
+        quiet,
+    )
+    t0 = time.perf_counter()
+    candidate, _ = train_predictor(train_ex, spec, base=base_pred, desc="retrain")
+    train_seconds = time.perf_counter() - t0
+    cand_tau = evaluate(candidate, hold_ex, with_latency=False)["kendall_tau"]
+    cur_tau = evaluate(current, hold_ex, with_latency=False)["kendall_tau"]
+    result.update(
+        candidate_kendall_tau=cand_tau,
+        current_kendall_tau=cur_tau,
+        train_seconds=round(train_seconds, 2),
+        holdout_samples=len(hold_ex),
+    )
+    _log(
+        f"held-out tau: candidate {cand_tau:.4f} vs current {current.version} {cur_tau:.4f} "
+        f"({train_seconds:.1f}s training)",
+        quiet,
+    )
+    reasons = []
+    if cand_tau != cand_tau or cand_tau < args.min_kendall_tau:
+        reasons.append(f"candidate tau {cand_tau} below the minimum {args.min_kendall_tau}")
+    if cur_tau == cur_tau and not cand_tau > cur_tau:
+        reasons.append(f"candidate tau {cand_tau} does not beat current {current.version} ({cur_tau})")
+    if reasons:
+        result.update(status="rejected", reason="; ".join(reasons))
+        _log("rejected: " + result["reason"], quiet)
+        return _finish(args, result, EXIT_REJECTED)
+
+    version = args.version or store.next_version()
+    timestamps = [e.timestamp for e in examples if e.timestamp is not None]
+    lineage = {
+        "parent": base_version,
+        "data_window": {
+            "window": args.window,
+            "since": since,
+            "until": now,
+            "first_sample": min(timestamps, default=None),
+            "last_sample": max(timestamps, default=None),
+        },
+        "samples": {"train": len(train_ex), "holdout": len(hold_ex)},
+        "candidate_kendall_tau": cand_tau,
+        "current_version": current.version,
+        "current_kendall_tau": cur_tau,
+        "trace_stats": stats.__dict__,
+    }
+    candidate.version = version
+    with tempfile.TemporaryDirectory(prefix="ltr-retrain-") as tmp:
+        art = Path(tmp) / version
+        candidate.save(
+            art, extra={"lineage": lineage, "parent": base_version, "holdout_kendall_tau": cand_tau}
+        )
+        store.publish(art, version)
+    result.update(
+        status="published", candidate=version, reason=f"candidate {cand_tau:.4f} beats current {cur_tau:.4f}"
+    )
+    _log(f"published {version} to {store.root}", quiet)
+    if args.keep:
+        deleted = store.retain(args.keep, protect=[*args.protect, version, base_version or ""])
+        if deleted:
+            _log(f"retention removed {', '.join(deleted)}", quiet)
+        result["deleted"] = deleted
+    return _finish(args, result, EXIT_PUBLISHED)

@@ -1,0 +1,1 @@
+"""Training predictors: objectives (ListMLE, buckets), the training loop and pipeline, consensus targets."""

@@ -1,0 +1,96 @@
+"""Operator helpers: merge-patch logic, pod addresses, kubeconfig loading, the render CLI."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ltr_operator.cli import main as cli_main
+from ltr_operator.kube import load_credentials, path_for
+from ltr_operator.podprobe import pod_address
+from ltr_operator.reconcile import (
+    contains,
+    removal_patch,
+)
+
+
+def test_contains_and_removal_patch() -> None:
+    assert contains({"a": 1, "b": [{"x": 1}]}, {"a": 1, "b": [{"x": 1, "default": 2}], "extra": 3})
+    assert not contains({"b": [{"x": 1}]}, {"b": [{"x": 1}, {"x": 2}]})
+    assert contains({"env": [], "sel": {}}, {}) and contains({"port": 80}, {"port": "80"})
+    assert not contains({"a": {"b": 1}}, {"a": None})
+    assert removal_patch({"a": 1, "b": {"c": 1, "d": 2}}, {"b": {"c": 1}}) == {
+        "b": {"c": 1, "d": None},
+        "a": None,
+    }
+
+
+def test_pod_address() -> None:
+    running = {"metadata": {"name": "p"}, "status": {"phase": "Running", "podIP": "10.0.0.7"}}
+    assert pod_address(running, 50051) == "10.0.0.7:50051"
+    assert pod_address({"status": {"phase": "Running", "podIP": "fd00::1"}}, 1) == "[fd00::1]:1"
+    assert pod_address({"status": {"phase": "Pending"}}, 1) is None
+    assert pod_address({"metadata": {"deletionTimestamp": "x"}, "status": running["status"]}, 1) is None
+
+
+def test_kubeconfig_loading(tmp_path: Path) -> None:
+    ca = base64.b64encode(b"-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----\n").decode()
+    path = tmp_path / "config"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "current-context": "b",
+                "contexts": [
+                    {"name": "a", "context": {"cluster": "c1", "user": "u1"}},
+                    {"name": "b", "context": {"cluster": "c2", "user": "u2"}},
+                ],
+                "clusters": [
+                    {"name": "c1", "cluster": {"server": "https://one"}},
+                    {
+                        "name": "c2",
+                        "cluster": {"server": "https://two:6443/", "certificate-authority-data": ca},
+                    },
+                ],
+                "users": [{"name": "u1", "user": {}}, {"name": "u2", "user": {"token": "tok"}}],
+            }
+        )
+    )
+    creds = load_credentials(str(path))
+    assert (
+        creds.server == "https://two:6443" and creds.token == "tok" and "BEGIN CERTIFICATE" in creds.ca_data
+    )
+    with pytest.raises(ValueError, match="cannot use kubeconfig"):
+        load_credentials(str(tmp_path / "missing"))
+    assert path_for("Deployment", "ns", "d", "status") == "/apis/apps/v1/namespaces/ns/deployments/d/status"
+    assert path_for("ConfigMap", "ns") == "/api/v1/namespaces/ns/configmaps"
+
+
+def test_cli_render_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    manifest = tmp_path / "x.yaml"
+    manifest.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "ltrserving.dev/v1alpha1",
+                "kind": "LTRServing",
+                "metadata": {"name": "x"},
+                "spec": {"model": {"name": "m"}},
+            }
+        )
+    )
+    assert (
+        cli_main(["render", str(manifest), "--sidecar-image", "s:1", "--default-engine-image", "vllm=v:1"])
+        == 0
+    )
+    docs = list(yaml.safe_load_all(capsys.readouterr().out))
+    assert [d["kind"] for d in docs] == ["ConfigMap", "Deployment", "Service"]
+    assert cli_main(["render", str(manifest)]) == 2
+    assert "MissingModelImage" in capsys.readouterr().err
+    manifest.write_text("spec: {model: {}}\nmetadata: {name: x}\n")
+    assert cli_main(["render", str(manifest), "--sidecar-image", "s"]) == 2
+    assert "spec.model.name: required" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli_main(["--default-engine-image", "nonsense"])
+    assert "expected ENGINE=IMAGE" in capsys.readouterr().err
