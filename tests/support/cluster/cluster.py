@@ -218,7 +218,7 @@ def up(
                 [
                     sys.executable,
                     "-m",
-                    "ltr_sidecar.engine.scripted",
+                    "ltr_sidecar.devtools.scripted_engine",
                     "--port",
                     str(port),
                     "--token-delay-ms",

@@ -306,7 +306,7 @@ class NodeAgent:
 
     async def _heartbeat(self, api: AsyncApi, node: NodeSpec, node_uid: str) -> None:
         path = "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases"
-        lease = {
+        lease: dict[str, Any] = {
             "apiVersion": "coordination.k8s.io/v1",
             "kind": "Lease",
             "metadata": {

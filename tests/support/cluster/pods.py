@@ -229,8 +229,9 @@ class PodWorker:
         self.changed()
         tasks = [asyncio.create_task(c.run()) for c in self.containers]
         refresh = asyncio.create_task(self._refresh_loop())
-        deleting = asyncio.create_task(self.deleting.wait())
-        await asyncio.wait([deleting, asyncio.gather(*tasks)], return_when=asyncio.FIRST_COMPLETED)
+        deleting: asyncio.Future[Any] = asyncio.create_task(self.deleting.wait())
+        containers: asyncio.Future[Any] = asyncio.ensure_future(asyncio.gather(*tasks))
+        await asyncio.wait([deleting, containers], return_when=asyncio.FIRST_COMPLETED)
         refresh.cancel()
         deleting.cancel()
         if not self.deleting.is_set():  # every container finished for good (restartPolicy Never/OnFailure)

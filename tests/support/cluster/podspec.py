@@ -14,7 +14,7 @@ from decimal import Decimal
 from typing import Any
 
 _QUANTITY = re.compile(r"^([+-]?[0-9.]+)([eE][+-]?[0-9]+|[a-zA-Z]*)$")
-_SUFFIX = {
+_SUFFIX: dict[str, Decimal | int] = {
     "": 1,
     "n": Decimal("1e-9"),
     "u": Decimal("1e-6"),
@@ -49,7 +49,7 @@ def quantity(value: str | int | float) -> Decimal:
         return number * Decimal(10) ** int(suffix[1:])
     if suffix not in _SUFFIX:
         raise SpecError(f"invalid quantity suffix in {value!r}")
-    return number * Decimal(_SUFFIX[suffix])
+    return number * Decimal(_SUFFIX[suffix])  # exact for both int and Decimal factors
 
 
 def _lookup(pod: dict[str, Any], path: str) -> Any:

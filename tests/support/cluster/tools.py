@@ -124,7 +124,8 @@ def build(binary: Path = BINARY, verbose: bool = True) -> float:
         cmd, cwd=SOURCE_DIR, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
     assert proc.stdout is not None
-    count, last_print, tail = 0, 0.0, []
+    count, last_print = 0, 0.0
+    tail: list[str] = []
     for line in proc.stdout:
         line = line.rstrip()
         tail = [*tail[-40:], line]
