@@ -10,80 +10,46 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import dataclass
 from typing import Any
 
 import yaml
 
 from ltr.contract import format_duration, parse_duration
 from ltr_operator import constants as c
+from ltr_operator.objects import Inputs, Owner, labels, meta, names, owner_reference, selector, store_volume
+from ltr_operator.retraining import build_cronjob, build_retrain_rbac, retrain_args
+from ltr_operator.security import (
+    ADMIN_DIR,
+    ADMIN_TOKEN_KEY,
+    SIDECAR_SECURITY_CONTEXT,
+    SIDECAR_USER,
+    admin_secret,
+    engine_security_context,
+    network_policy,
+)
 from ltr_operator.spec import LTRServingSpec
 
-SIDECAR_USER = 65532
-METRICS_PORT = 9090
+LOOPBACK = "127.0.0.1"
+ENGINE_HEALTH_PATH = "/engine-health"  # the sidecar's view of the loopback engine (kubelet cannot reach it)
 
-
-@dataclass(frozen=True)
-class Owner:
-    """The LTRServing a child belongs to."""
-
-    name: str
-    namespace: str
-    uid: str
-
-
-@dataclass(frozen=True)
-class Inputs:
-    """Values resolved outside the spec (operator defaults, promotion state)."""
-
-    engine_image: str
-    sidecar_image: str
-    predictor_version: str  # "" = bundled generic predictor (cold start)
-
-
-def names(owner_name: str) -> dict[str, str]:
-    """Child object names."""
-    return {
-        "deployment": owner_name,
-        "service": owner_name,
-        "configmap": f"{owner_name}-sidecar",
-        "pvc": f"{owner_name}-store",
-        "retrain": f"{owner_name}-retrain",
-    }
-
-
-def selector(owner: Owner) -> dict[str, str]:
-    return {c.LABEL_OWNER: owner.name, c.LABEL_COMPONENT: "engine"}
-
-
-def labels(owner: Owner, component: str) -> dict[str, str]:
-    return {
-        c.LABEL_NAME: "ltr-serving",
-        c.LABEL_INSTANCE: owner.name,
-        c.LABEL_COMPONENT: component,
-        c.LABEL_MANAGED_BY: c.MANAGED_BY,
-        c.LABEL_OWNER: owner.name,
-    }
-
-
-def owner_reference(owner: Owner) -> dict[str, Any]:
-    return {
-        "apiVersion": c.API_VERSION,
-        "kind": c.KIND,
-        "name": owner.name,
-        "uid": owner.uid,
-        "controller": True,
-        "blockOwnerDeletion": True,
-    }
-
-
-def _meta(owner: Owner, name: str, component: str) -> dict[str, Any]:
-    return {
-        "name": name,
-        "namespace": owner.namespace,
-        "labels": labels(owner, component),
-        "ownerReferences": [owner_reference(owner)],
-    }
+__all__ = [
+    "SIDECAR_USER",
+    "Inputs",
+    "Owner",
+    "build_children",
+    "build_configmap",
+    "build_cronjob",
+    "build_deployment",
+    "build_retrain_rbac",
+    "build_service",
+    "labels",
+    "names",
+    "owner_reference",
+    "retired_children",
+    "retrain_args",
+    "selector",
+    "sidecar_config",
+]
 
 
 def sidecar_config(spec: LTRServingSpec, predictor_version: str) -> dict[str, Any]:
@@ -107,6 +73,17 @@ def sidecar_config(spec: LTRServingSpec, predictor_version: str) -> dict[str, An
         "grpc_port": spec.sidecar.grpc_port,
         "http_port": spec.sidecar.http_port,
         "host": "0.0.0.0",
+        "admin_port": spec.sidecar.admin_port,
+        "admin_host": "0.0.0.0",
+        "admin_token_file": f"{ADMIN_DIR}/{ADMIN_TOKEN_KEY}",
+        "metrics_port": spec.sidecar.metrics_port,
+        "max_prompt_bytes": spec.scheduler.max_prompt_bytes,
+        "max_json_depth": 32,
+        "default_max_tokens": min(1024, spec.scheduler.max_tokens_limit),
+        "max_connections": 1024,
+        "idle_timeout_s": 15.0,
+        "body_timeout_s": 30.0,
+        "engine_context_length": 0,  # learnt from the engine (vLLM reports max_model_len)
         "trace_dir": c.TRACE_DIR,
         "record_prompts": spec.sidecar.record_prompts,
         "send_priority": spec.sidecar.send_priority,
@@ -126,7 +103,7 @@ def build_configmap(owner: Owner, spec: LTRServingSpec, inputs: Inputs) -> dict[
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
-        "metadata": _meta(owner, names(owner.name)["configmap"], "sidecar-config"),
+        "metadata": meta(owner, names(owner.name)["configmap"], "sidecar-config"),
         "data": {c.CONFIG_KEY: yaml.safe_dump(config, sort_keys=True)},
     }
 
@@ -136,19 +113,20 @@ def engine_command(spec: LTRServingSpec) -> tuple[list[str], list[str]]:
     m = spec.model
     port = str(m.port)
     defaults: dict[str, tuple[list[str], list[str]]] = {
-        "vllm": ([], ["--model", m.name, "--served-model-name", m.name, "--host", "0.0.0.0", "--port", port]),
+        # Loopback: only the sidecar (same pod) reaches the engine; nothing bypasses the queue.
+        "vllm": ([], ["--model", m.name, "--served-model-name", m.name, "--host", LOOPBACK, "--port", port]),
         "sglang": (
             ["python3", "-m", "sglang.launch_server"],
-            ["--model-path", m.name, "--served-model-name", m.name, "--host", "0.0.0.0", "--port", port],
+            ["--model-path", m.name, "--served-model-name", m.name, "--host", LOOPBACK, "--port", port],
         ),
-        "tgi": ([], ["--model-id", m.name, "--hostname", "0.0.0.0", "--port", port]),
+        "tgi": ([], ["--model-id", m.name, "--hostname", LOOPBACK, "--port", port]),
         "custom": ([], []),
     }
     command, args = defaults[m.engine]
     return list(m.command) or command, args + list(m.args)
 
 
-def _http_probe(path: str, port: int, period: int, failures: int, delay: int = 0) -> dict[str, Any]:
+def _http_probe(path: str, port: int | str, period: int, failures: int, delay: int = 0) -> dict[str, Any]:
     probe: dict[str, Any] = {
         "httpGet": {"path": path, "port": port},
         "periodSeconds": period,
@@ -171,9 +149,14 @@ def _engine_container(spec: LTRServingSpec, inputs: Inputs) -> dict[str, Any]:
         "ports": [{"name": "engine", "containerPort": m.port, "protocol": "TCP"}],
         "env": [dict(e) for e in m.env],
         "resources": dict(m.resources),
-        "startupProbe": _http_probe(m.health_path, m.port, 10, max(1, math.ceil(m.startup_timeout_s / 10))),
-        "readinessProbe": _http_probe(m.health_path, m.port, 5, 3),
-        "livenessProbe": _http_probe(m.health_path, m.port, 10, 6),
+        # The engine listens on loopback, out of kubelet's reach: its probes ask the sidecar, which
+        # probes the engine every 2 s (ENGINE_HEALTH_PATH answers 200 while that probe succeeds).
+        "startupProbe": _http_probe(
+            ENGINE_HEALTH_PATH, "http", 10, max(1, math.ceil(m.startup_timeout_s / 10))
+        ),
+        "readinessProbe": _http_probe(ENGINE_HEALTH_PATH, "http", 5, 3),
+        "livenessProbe": _http_probe(ENGINE_HEALTH_PATH, "http", 10, 6),
+        "securityContext": engine_security_context(spec),
         "volumeMounts": [{"name": "dshm", "mountPath": "/dev/shm"}],
     }
     if command:
@@ -192,6 +175,8 @@ def _sidecar_container(spec: LTRServingSpec, inputs: Inputs) -> dict[str, Any]:
         "ports": [
             {"name": "grpc", "containerPort": s.grpc_port, "protocol": "TCP"},
             {"name": "http", "containerPort": s.http_port, "protocol": "TCP"},
+            {"name": "admin", "containerPort": s.admin_port, "protocol": "TCP"},
+            {"name": "metrics", "containerPort": s.metrics_port, "protocol": "TCP"},
         ],
         "env": [
             {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
@@ -200,30 +185,16 @@ def _sidecar_container(spec: LTRServingSpec, inputs: Inputs) -> dict[str, Any]:
         ],
         "resources": dict(s.resources),
         "readinessProbe": _http_probe("/health", s.http_port, 5, 3),
-        "livenessProbe": _http_probe("/health", s.http_port, 10, 6, delay=10),
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": SIDECAR_USER,
-            "runAsGroup": SIDECAR_USER,
-            "readOnlyRootFilesystem": True,
-            "allowPrivilegeEscalation": False,
-            "capabilities": {"drop": ["ALL"]},
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        # /live, not /health: an engine outage makes the sidecar unready, never restarts it.
+        "livenessProbe": _http_probe("/live", s.http_port, 10, 6, delay=10),
+        "securityContext": dict(SIDECAR_SECURITY_CONTEXT),
         "volumeMounts": [
             {"name": "config", "mountPath": c.CONFIG_DIR, "readOnly": True},
+            {"name": "admin-token", "mountPath": ADMIN_DIR, "readOnly": True},
             {"name": "store", "mountPath": c.STORE_MOUNT},
             {"name": "tmp", "mountPath": "/tmp"},
         ],
     }
-
-
-def _store_volume(owner: Owner, spec: LTRServingSpec) -> dict[str, Any]:
-    store = spec.predictor.store
-    if store is None:
-        return {"name": "store", "emptyDir": {}}  # traces only, lost with the pod
-    claim = store.existing_claim or names(owner.name)["pvc"]
-    return {"name": "store", "persistentVolumeClaim": {"claimName": claim}}
 
 
 def build_deployment(owner: Owner, spec: LTRServingSpec, inputs: Inputs) -> dict[str, Any]:
@@ -237,9 +208,17 @@ def build_deployment(owner: Owner, spec: LTRServingSpec, inputs: Inputs) -> dict
         "nodeSelector": dict(spec.model.node_selector),
         "tolerations": [dict(t) for t in spec.model.tolerations],
         "imagePullSecrets": [{"name": n} for n in spec.image_pull_secrets],
+        # The pods call no Kubernetes API: no ServiceAccount token in them.
+        "automountServiceAccountToken": False,
+        # The admin token is readable by the sidecar's group only (the Secret volume's files are 0440).
+        "securityContext": {"fsGroup": SIDECAR_USER, "fsGroupChangePolicy": "OnRootMismatch"},
         "volumes": [
             {"name": "config", "configMap": {"name": names(owner.name)["configmap"]}},
-            _store_volume(owner, spec),
+            {
+                "name": "admin-token",
+                "secret": {"secretName": names(owner.name)["admin"], "defaultMode": 0o440},
+            },
+            store_volume(owner, spec),
             {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": spec.model.shm_size}},
             {"name": "tmp", "emptyDir": {}},
         ],
@@ -249,7 +228,7 @@ def build_deployment(owner: Owner, spec: LTRServingSpec, inputs: Inputs) -> dict
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": _meta(owner, names(owner.name)["deployment"], "engine"),
+        "metadata": meta(owner, names(owner.name)["deployment"], "engine"),
         "spec": {
             "replicas": spec.replicas,
             "selector": {"matchLabels": selector(owner)},
@@ -261,13 +240,13 @@ def build_deployment(owner: Owner, spec: LTRServingSpec, inputs: Inputs) -> dict
 
 
 def build_service(owner: Owner, spec: LTRServingSpec) -> dict[str, Any]:
-    meta = _meta(owner, names(owner.name)["service"], "engine")
+    metadata = meta(owner, names(owner.name)["service"], "engine")
     if spec.service.annotations:
-        meta["annotations"] = dict(spec.service.annotations)
+        metadata["annotations"] = dict(spec.service.annotations)
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": meta,
+        "metadata": metadata,
         "spec": {
             "type": spec.service.type,
             "selector": selector(owner),
@@ -286,7 +265,13 @@ def build_service(owner: Owner, spec: LTRServingSpec) -> dict[str, Any]:
                     "protocol": "TCP",
                     "appProtocol": "http",
                 },
-                {"name": "metrics", "port": METRICS_PORT, "targetPort": "http", "protocol": "TCP"},
+                # Only GET /metrics listens there: the metrics port never serves the API.
+                {
+                    "name": "metrics",
+                    "port": spec.sidecar.metrics_port,
+                    "targetPort": "metrics",
+                    "protocol": "TCP",
+                },
             ],
         },
     }
@@ -306,125 +291,28 @@ def build_pvc(owner: Owner, spec: LTRServingSpec) -> dict[str, Any] | None:
     return {
         "apiVersion": "v1",
         "kind": "PersistentVolumeClaim",
-        "metadata": _meta(owner, names(owner.name)["pvc"], "store"),
+        "metadata": meta(owner, names(owner.name)["pvc"], "store"),
         "spec": pvc_spec,
     }
 
 
-def build_retrain_rbac(owner: Owner) -> list[dict[str, Any]]:
-    """ServiceAccount + Role + RoleBinding letting the job write its result annotation (this object only)."""
-    name = names(owner.name)["retrain"]
-    return [
-        {
-            "apiVersion": "v1",
-            "kind": "ServiceAccount",
-            "metadata": _meta(owner, name, "retrain"),
-            "automountServiceAccountToken": True,
-        },
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "Role",
-            "metadata": _meta(owner, name, "retrain"),
-            "rules": [
-                {
-                    "apiGroups": [c.GROUP],
-                    "resources": [c.PLURAL],
-                    "resourceNames": [owner.name],
-                    "verbs": ["get", "patch"],
-                }
-            ],
-        },
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "RoleBinding",
-            "metadata": _meta(owner, name, "retrain"),
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
-            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": owner.namespace}],
-        },
-    ]
+def build_admin_secret(owner: Owner, inputs: Inputs) -> dict[str, Any]:
+    """The admin-plane token the sidecars require (and the operator sends)."""
+    return admin_secret(meta(owner, names(owner.name)["admin"], "admin-token"), inputs.admin_token)
 
 
-def retrain_args(owner: Owner, spec: LTRServingSpec, base_version: str) -> list[str]:
-    r = spec.retraining
-    args = [
-        "predictor",
-        "retrain",
-        "--traces",
-        c.TRACE_DIR,
-        "--store",
-        c.PREDICTOR_DIR,
-        "--window",
-        r.window,
-        "--min-samples",
-        str(r.min_samples),
-        "--min-kendall-tau",
-        str(r.min_kendall_tau),
-        "--report-annotation",
-        f"{owner.namespace}/{owner.name}",
-    ]
-    return args + (["--base", base_version] if base_version else [])
-
-
-def build_cronjob(owner: Owner, spec: LTRServingSpec, inputs: Inputs) -> dict[str, Any]:
-    r = spec.retraining
-    name = names(owner.name)["retrain"]
-    container = {
-        "name": "retrain",
-        "image": inputs.sidecar_image,
-        "imagePullPolicy": spec.sidecar.image_pull_policy,
-        "command": ["ltr"],
-        "args": retrain_args(owner, spec, inputs.predictor_version),
-        "env": [{"name": "HOME", "value": "/tmp"}],
-        "resources": dict(r.resources),
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": SIDECAR_USER,
-            "runAsGroup": SIDECAR_USER,
-            "readOnlyRootFilesystem": True,
-            "allowPrivilegeEscalation": False,
-            "capabilities": {"drop": ["ALL"]},
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
-        "volumeMounts": [{"name": "store", "mountPath": c.STORE_MOUNT}, {"name": "tmp", "mountPath": "/tmp"}],
-    }
-    cron_spec: dict[str, Any] = {
-        "schedule": r.schedule,
-        "concurrencyPolicy": "Forbid",
-        "startingDeadlineSeconds": 600,
-        "successfulJobsHistoryLimit": 3,
-        "failedJobsHistoryLimit": 3,
-        "jobTemplate": {
-            "metadata": {"labels": labels(owner, "retrain")},
-            "spec": {
-                "backoffLimit": 1,
-                "activeDeadlineSeconds": r.active_deadline_s,
-                "ttlSecondsAfterFinished": 86400,
-                "template": {
-                    "metadata": {"labels": labels(owner, "retrain")},
-                    "spec": {
-                        "serviceAccountName": name,
-                        "restartPolicy": "Never",
-                        "containers": [container],
-                        "imagePullSecrets": [{"name": n} for n in spec.image_pull_secrets],
-                        "volumes": [_store_volume(owner, spec), {"name": "tmp", "emptyDir": {}}],
-                    },
-                },
-            },
-        },
-    }
-    if r.time_zone:
-        cron_spec["timeZone"] = r.time_zone
-    return {
-        "apiVersion": "batch/v1",
-        "kind": "CronJob",
-        "metadata": _meta(owner, name, "retrain"),
-        "spec": cron_spec,
-    }
+def build_network_policy(owner: Owner, spec: LTRServingSpec, inputs: Inputs) -> dict[str, Any]:
+    """Clients to the data ports, the operator to the admin port, nothing to the engine."""
+    return network_policy(
+        meta(owner, names(owner.name)["netpol"], "network-policy"), selector(owner), spec, inputs.operator
+    )
 
 
 def build_children(owner: Owner, spec: LTRServingSpec, inputs: Inputs) -> list[dict[str, Any]]:
-    """Every child this spec needs, in creation order (config before the pods that mount it)."""
-    children: list[dict[str, Any]] = [build_configmap(owner, spec, inputs)]
+    """Every child this spec needs, in creation order (config and secret before the pods that mount them)."""
+    children: list[dict[str, Any]] = [build_configmap(owner, spec, inputs), build_admin_secret(owner, inputs)]
+    if spec.network_policy.enabled:
+        children.append(build_network_policy(owner, spec, inputs))
     pvc = build_pvc(owner, spec)
     if pvc is not None:
         children.append(pvc)
@@ -436,7 +324,8 @@ def build_children(owner: Owner, spec: LTRServingSpec, inputs: Inputs) -> list[d
 
 def retired_children(owner: Owner, spec: LTRServingSpec) -> list[tuple[str, str]]:
     """(kind, name) of optional children this spec no longer wants (the PVC is kept: it holds data)."""
+    retired = [] if spec.network_policy.enabled else [("NetworkPolicy", names(owner.name)["netpol"])]
     if spec.retraining.enabled:
-        return []
+        return retired
     name = names(owner.name)["retrain"]
-    return [("CronJob", name), ("RoleBinding", name), ("Role", name), ("ServiceAccount", name)]
+    return [*retired, ("CronJob", name), ("RoleBinding", name), ("Role", name), ("ServiceAccount", name)]

@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from ltr_operator.config import OperatorConfig
+from ltr_operator.security import OperatorPeer
 from ltr_operator.spec import ENGINES
 
 
@@ -72,6 +73,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resync-seconds", type=float, default=30.0, help="drift repair + status period (30)")
     p.add_argument("--pod-probe-timeout", type=float, default=1.0, help="GetPredictor timeout per pod (1 s)")
     p.add_argument(
+        "--admin-token-file",
+        help="the sidecars' admin-plane bearer token (the chart mounts a Secret; default: a random token "
+        "generated at start, so the sidecars' Secrets change when the operator restarts)",
+    )
+    p.add_argument(
+        "--operator-pod-labels",
+        default="",
+        metavar="K=V,...",
+        help="labels of the operator's own pods: the NetworkPolicy admits them (only) to the admin port",
+    )
+    p.add_argument(
         "--kubeconfig",
         help="kubeconfig file (default: in-cluster service account, then $KUBECONFIG or ~/.kube/config)",
     )
@@ -123,8 +135,9 @@ def run(argv: list[str]) -> int:
             resync_seconds=args.resync_seconds,
             pod_probe_timeout_s=args.pod_probe_timeout,
             kubeconfig=args.kubeconfig,
+            **admin_settings(args),
         )
-    except ValueError as exc:
+    except (ValueError, OSError) as exc:
         print(f"ltr operator: {exc}", file=sys.stderr)
         return 2
     setup_logging(args)
@@ -148,6 +161,20 @@ def run(argv: list[str]) -> int:
     except KeyboardInterrupt:
         return 0
     return 0
+
+
+def admin_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The admin token (file, else generated) and the operator's own pods as a NetworkPolicy peer."""
+    out: dict[str, Any] = {}
+    if args.admin_token_file:
+        out["admin_token"] = Path(args.admin_token_file).read_text(encoding="utf-8").strip()
+    pairs = [kv for kv in args.operator_pod_labels.split(",") if kv.strip()]
+    if any("=" not in kv for kv in pairs):
+        raise ValueError(f"--operator-pod-labels wants K=V,K=V, got {args.operator_pod_labels!r}")
+    labels = dict(kv.strip().split("=", 1) for kv in pairs)
+    namespace = os.environ.get("POD_NAMESPACE", "") if labels else ""
+    out["operator"] = OperatorPeer(namespace=namespace, pod_labels=labels)
+    return out
 
 
 def operator_identity() -> str:
@@ -193,7 +220,9 @@ def render(argv: list[str]) -> int:
         print(f"ltr operator render: {images.reason}: {images.message}", file=sys.stderr)
         return 2
     owner = builders.Owner(meta["name"], meta.get("namespace", args.namespace), "<uid>")
-    inputs = builders.Inputs(images[0], images[1], spec.predictor.version or "")
+    inputs = builders.Inputs(
+        images[0], images[1], spec.predictor.version or "", admin_token="generated-by-the-operator"
+    )
     print(yaml.safe_dump_all(builders.build_children(owner, spec, inputs), sort_keys=False), end="")
     return 0
 

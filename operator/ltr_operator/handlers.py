@@ -25,6 +25,7 @@ WATCHED_CHILDREN: tuple[tuple[str, str, str], ...] = (
     ("apps", "v1", "deployments"),
     ("", "v1", "services"),
     ("", "v1", "configmaps"),
+    ("networking.k8s.io", "v1", "networkpolicies"),
     ("", "v1", "persistentvolumeclaims"),
     ("batch", "v1", "cronjobs"),
     ("", "v1", "serviceaccounts"),

@@ -23,6 +23,8 @@ SA_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 # kind -> (apiVersion, plural, namespaced)
 KINDS: dict[str, tuple[str, str, bool]] = {
     "ConfigMap": ("v1", "configmaps", True),
+    "Secret": ("v1", "secrets", True),
+    "NetworkPolicy": ("networking.k8s.io/v1", "networkpolicies", True),
     "Service": ("v1", "services", True),
     "PersistentVolumeClaim": ("v1", "persistentvolumeclaims", True),
     "ServiceAccount": ("v1", "serviceaccounts", True),

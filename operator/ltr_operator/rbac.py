@@ -25,6 +25,14 @@ OPERATOR_RULES: list[Rule] = [
         "resources": ["services", "configmaps", "persistentvolumeclaims"],
         "verbs": _CHILD_VERBS,
     },
+    # The admin-plane token Secret: written, never read (create, else patch; no get, list or watch).
+    {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create", "patch"]},
+    # The NetworkPolicy: removed when spec.networkPolicy.enabled turns false.
+    {
+        "apiGroups": ["networking.k8s.io"],
+        "resources": ["networkpolicies"],
+        "verbs": [*_CHILD_VERBS, "delete"],
+    },
     # Retraining children: removed when spec.retraining.enabled turns false.
     {"apiGroups": ["batch"], "resources": ["cronjobs"], "verbs": [*_CHILD_VERBS, "delete"]},
     {"apiGroups": [""], "resources": ["serviceaccounts"], "verbs": [*_CHILD_VERBS, "delete"]},

@@ -18,7 +18,7 @@ from ltr_operator import builders
 from ltr_operator import constants as c
 from ltr_operator.config import OperatorConfig
 from ltr_operator.kube import ApiError, KubeClient
-from ltr_operator.podprobe import PodPredictor, load_predictor, pod_address, probe_pods
+from ltr_operator.podprobe import AdminAccess, PodPredictor, load_predictor, pod_address, probe_pods
 from ltr_operator.spec import LTRServingSpec, SpecError, parse_spec
 from ltr_operator.status import Problem, RetrainResult, compute_status, parse_retrain_result
 
@@ -112,8 +112,27 @@ def promotion_decision(spec: LTRServingSpec, result: RetrainResult, promoted: st
     return True, f"candidate {result.candidate} tau {tau:.3f} passed the gate"
 
 
+async def apply_secret(client: KubeClient, owner: builders.Owner, obj: dict[str, Any]) -> str:
+    """Write-only apply for Secrets (create, else patch): the operator may not read Secrets at all."""
+    meta = obj["metadata"]
+    try:
+        await client.create(obj)
+        return "created"
+    except ApiError as exc:
+        if exc.status != 409:
+            raise
+    body = {k: v for k, v in obj.items() if k not in ("apiVersion", "kind")}
+    written = await client.patch(obj["kind"], meta["namespace"], meta["name"], body)
+    refs = written.get("metadata", {}).get("ownerReferences") or []
+    if not any(ref.get("uid") == owner.uid for ref in refs):
+        raise ChildConflict(f"Secret {meta['name']} already exists and is not owned by this LTRServing")
+    return "applied"
+
+
 async def apply_child(client: KubeClient, owner: builders.Owner, obj: dict[str, Any]) -> str:
-    """created | updated | unchanged."""
+    """created | updated | unchanged (Secrets: created | applied, never read)."""
+    if obj["kind"] == "Secret":
+        return await apply_secret(client, owner, obj)
     meta = obj["metadata"]
     current = await client.get(obj["kind"], meta["namespace"], meta["name"])
     if current is None:
@@ -165,8 +184,9 @@ async def _canary_step(
     candidate = canary.get("version") or ""
     if not candidate:
         return None, canary or None  # keeps a rolledBack record: the same candidate is not retried
-    ro, port, timeout = spec.predictor.rollout, spec.sidecar.grpc_port, cfg.pod_probe_timeout_s
-    serving = sorted((p for p in pods if pod_address(p, port)), key=lambda p: p["metadata"]["name"])
+    ro, timeout = spec.predictor.rollout, cfg.pod_probe_timeout_s
+    port = AdminAccess(spec.sidecar.admin_port, cfg.admin_token)
+    serving = sorted((p for p in pods if pod_address(p, port.port)), key=lambda p: p["metadata"]["name"])
     if not canary.get("pods"):
         canary.update(
             pods=[p["metadata"]["name"] for p in serving[: ro.canary_replicas]], startTime=now_text()
@@ -294,11 +314,17 @@ async def reconcile(
         )
     desired, source = desired_predictor(spec, promoted) if spec else ("", "Bundled")
     if spec is not None and problem is None and not isinstance(images, Problem) and images is not None:
-        inputs = builders.Inputs(engine_image=images[0], sidecar_image=images[1], predictor_version=desired)
+        inputs = builders.Inputs(
+            engine_image=images[0],
+            sidecar_image=images[1],
+            predictor_version=desired,
+            admin_token=cfg.admin_token,
+            operator=cfg.operator,
+        )
         try:
             for child in builders.build_children(owner, spec, inputs):
                 outcome = await apply_child(client, owner, child)
-                if outcome != "unchanged":
+                if outcome not in ("unchanged", "applied"):
                     log.info(
                         "%s %s/%s %s", outcome, child["kind"], owner.namespace, child["metadata"]["name"]
                     )
@@ -310,7 +336,8 @@ async def reconcile(
         except ChildConflict as exc:
             problem = Problem("ChildConflict", str(exc))
     deployment = await client.get("Deployment", owner.namespace, builders.names(owner.name)["deployment"])
-    answers = await probe_pods(pods, spec.sidecar.grpc_port, cfg.pod_probe_timeout_s) if spec else []
+    admin = AdminAccess(spec.sidecar.admin_port, cfg.admin_token) if spec else None
+    answers = await probe_pods(pods, admin, cfg.pod_probe_timeout_s) if admin else []
     status = compute_status(
         generation=generation,
         replicas=spec.replicas if spec else 0,

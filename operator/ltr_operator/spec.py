@@ -48,6 +48,7 @@ class ModelSpec:
     node_selector: Mapping[str, str] = field(default_factory=dict)
     tolerations: tuple[Mapping[str, Any], ...] = ()
     shm_size: str = "1Gi"
+    security_context: Mapping[str, Any] | None = None  # None: the operator's hardened default
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,7 @@ class SchedulerSpec:
     max_queue_length: int = 1024
     max_concurrency: int | str = "auto"
     max_tokens_limit: int = 4096
+    max_prompt_bytes: int = 262144
     priority_bands: int = 1
     scoring_window_ms: int = 2
 
@@ -104,11 +106,19 @@ class SidecarSpec:
     image_pull_policy: str = "IfNotPresent"
     grpc_port: int = 50051
     http_port: int = 8080
-    record_prompts: bool = True
+    admin_port: int = 50052
+    metrics_port: int = 9090
+    record_prompts: bool = False
     send_priority: bool = False
     drain_grace_s: int = 30
     config_poll_s: float = 2.0
     resources: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class NetworkPolicySpec:
+    enabled: bool = True
+    clients: tuple[Mapping[str, Any], ...] = ()  # NetworkPolicyPeers allowed to the data ports; () = any
 
 
 @dataclass(frozen=True)
@@ -126,6 +136,7 @@ class LTRServingSpec:
     retraining: RetrainingSpec = field(default_factory=RetrainingSpec)
     sidecar: SidecarSpec = field(default_factory=SidecarSpec)
     service: ServiceSpec = field(default_factory=ServiceSpec)
+    network_policy: NetworkPolicySpec = field(default_factory=NetworkPolicySpec)
     pod_annotations: Mapping[str, str] = field(default_factory=dict)
     service_account_name: str | None = None
     image_pull_secrets: tuple[str, ...] = ()
@@ -253,6 +264,7 @@ def parse_spec(spec: Any) -> LTRServingSpec:
         node_selector=m.mapping("nodeSelector", str),
         tolerations=m.objects("tolerations"),
         shm_size=m.str("shmSize", "1Gi"),
+        security_context=m.mapping("securityContext") if m.has("securityContext") else None,
     )
     p = root.sub("predictor")
     store = None
@@ -290,6 +302,7 @@ def parse_spec(spec: Any) -> LTRServingSpec:
         max_queue_length=sc.int("maxQueueLength", 1024, 1, 1_000_000),
         max_concurrency=concurrency,
         max_tokens_limit=sc.int("maxTokensLimit", 4096, 1),
+        max_prompt_bytes=sc.int("maxPromptBytes", 262144, 1024, 64 * 1024 * 1024),
         priority_bands=sc.int("priorityBands", 1, 1, 16),
         scoring_window_ms=sc.int("scoringWindowMs", 2, 0, 1000),
     )
@@ -311,7 +324,9 @@ def parse_spec(spec: Any) -> LTRServingSpec:
         image_pull_policy=sd.str("imagePullPolicy", "IfNotPresent", PULL_POLICIES),
         grpc_port=sd.int("grpcPort", 50051, 1, 65535),
         http_port=sd.int("httpPort", 8080, 1, 65535),
-        record_prompts=sd.bool("recordPrompts", True),
+        admin_port=sd.int("adminPort", 50052, 1, 65535),
+        metrics_port=sd.int("metricsPort", 9090, 1, 65535),
+        record_prompts=sd.bool("recordPrompts", False),
         send_priority=sd.bool("sendPriority", False),
         drain_grace_s=sd.int("drainGracePeriodSeconds", 30, 0, 3600),
         config_poll_s=sd.num("configPollSeconds", 2.0, 0.1, 300.0),
@@ -321,6 +336,8 @@ def parse_spec(spec: Any) -> LTRServingSpec:
     service = ServiceSpec(
         type=sv.str("type", "ClusterIP", SERVICE_TYPES), annotations=sv.mapping("annotations", str)
     )
+    npol = root.sub("networkPolicy")
+    network_policy = NetworkPolicySpec(enabled=npol.bool("enabled", True), clients=npol.objects("clients"))
     secrets = tuple(str(s.get("name", "")) for s in root.objects("imagePullSecrets"))
     result = LTRServingSpec(
         model=model,
@@ -330,6 +347,7 @@ def parse_spec(spec: Any) -> LTRServingSpec:
         retraining=retraining,
         sidecar=sidecar,
         service=service,
+        network_policy=network_policy,
         pod_annotations=root.mapping("podAnnotations", str),
         service_account_name=root.str("serviceAccountName"),
         image_pull_secrets=secrets,
@@ -352,9 +370,13 @@ def cross_field_problems(spec: LTRServingSpec) -> list[str]:
         out.append("spec.predictor.version: requires predictor.store (versions are loaded from the store)")
     if spec.retraining.enabled and not spec.sidecar.record_prompts:
         out.append("spec.sidecar.recordPrompts: must be true when retraining is enabled")
-    ports = (spec.model.port, spec.sidecar.grpc_port, spec.sidecar.http_port)
-    if len(set(ports)) != 3:
-        out.append(f"spec.sidecar: model.port, sidecar.grpcPort and sidecar.httpPort must differ: {ports}")
+    sd = spec.sidecar
+    ports = (spec.model.port, sd.grpc_port, sd.http_port, sd.admin_port, sd.metrics_port)
+    if len(set(ports)) != len(ports):
+        out.append(
+            "spec.sidecar: model.port and sidecar.grpcPort, httpPort, adminPort and metricsPort must all "
+            f"differ: {ports}"
+        )
     if spec.model.engine == "custom" and not (spec.model.command or spec.model.args):
         out.append("spec.model.engine: custom needs model.command or model.args")
     return out

@@ -37,6 +37,7 @@ from ltr_sidecar.server.app import SidecarApp
 from ltr_sidecar.server.config import SidecarConfig, validate
 from ltr_sidecar.server.traces import TraceRecorder
 from tests.support.loop import Replay, submit
+from tests.support.sidecar import admin_metadata, write_token
 
 N_REPLAY = 300  # train.jsonl prompts replayed to record the traces the retrain learns from
 N_DURING_RETRAIN = 20  # requests served while the retrain job runs (no_trace: not learnt from)
@@ -46,6 +47,9 @@ ARRIVAL_GAP_S = 0.003
 SCORE_TOL = 1e-4
 
 
+ADMIN_TOKEN = "closed-loop-admin-token"
+
+
 def loop_config(engine_url: str, store: PredictorStore, trace_dir: Path) -> SidecarConfig:
     return validate(
         {
@@ -53,6 +57,9 @@ def loop_config(engine_url: str, store: PredictorStore, trace_dir: Path) -> Side
             "host": "127.0.0.1",
             "grpc_port": 0,
             "http_port": 0,
+            "admin_port": 0,
+            "admin_host": "127.0.0.1",
+            "admin_token_file": str(write_token(trace_dir.parent / "admin" / "token", ADMIN_TOKEN)),
             "predictor_store": str(store.root),
             "predictor_version": "v1",
             "trace_dir": str(trace_dir),
@@ -118,8 +125,12 @@ async def test_closed_loop_traces_retrain_hot_reload_rollback(
     await app.start()
     try:
         assert app.core.predictor_version == "v1"  # the weak version named in the config serves
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{app.grpc_port}") as channel:
-            stub, admin = pb_grpc.SchedulerStub(channel), pb_grpc.PredictorAdminStub(channel)
+        assert app.admin is not None
+        async with (
+            grpc.aio.insecure_channel(f"127.0.0.1:{app.grpc_port}") as channel,
+            grpc.aio.insecure_channel(f"127.0.0.1:{app.admin.port}") as admin_channel,
+        ):
+            stub, admin = pb_grpc.SchedulerStub(channel), pb_grpc.PredictorAdminStub(admin_channel)
 
             # 1. a replay served by v1 records traces
             replay = Replay()
@@ -211,7 +222,9 @@ async def test_closed_loop_traces_retrain_hot_reload_rollback(
                 snap = await stub.GetQueue(pb.GetQueueRequest(include_entries=True, limit=1000))
                 queued_at_swap.append({e.request_id: e.score for e in snap.entries})
                 assert len(queued_at_swap[-1]) >= 10, "the swap must happen with requests queued"
-                status = await admin.LoadPredictor(pb.LoadPredictorRequest(version=target))
+                status = await admin.LoadPredictor(
+                    pb.LoadPredictorRequest(version=target), metadata=admin_metadata(ADMIN_TOKEN)
+                )
                 assert status.version == target and not status.last_error
                 after = await stub.GetQueue(pb.GetQueueRequest(include_entries=True, limit=1000))
                 assert after.predictor_version == target
@@ -220,7 +233,7 @@ async def test_closed_loop_traces_retrain_hot_reload_rollback(
                         assert e.score == queued_at_swap[-1][e.request_id]
             await live.wait()
             assert_each_completed_once(live, held_ids, held_rows)
-            current = await admin.GetPredictor(pb.GetPredictorRequest())
+            current = await admin.GetPredictor(pb.GetPredictorRequest(), metadata=admin_metadata(ADMIN_TOKEN))
             assert current.version == "v1" and not current.last_error
     finally:
         await app.stop(10)

@@ -25,6 +25,8 @@ RESOURCES: list[tuple[str, str, bool, set[str]]] = [
     ("apps/v1/deployments", "Deployment", True, {"status", "scale"}),
     ("v1/services", "Service", True, {"status"}),
     ("v1/configmaps", "ConfigMap", True, set()),
+    ("v1/secrets", "Secret", True, set()),
+    ("networking.k8s.io/v1/networkpolicies", "NetworkPolicy", True, set()),
     ("v1/persistentvolumeclaims", "PersistentVolumeClaim", True, {"status"}),
     ("v1/serviceaccounts", "ServiceAccount", True, set()),
     ("v1/pods", "Pod", True, {"status"}),
@@ -35,6 +37,7 @@ RESOURCES: list[tuple[str, str, bool, set[str]]] = [
     ("rbac.authorization.k8s.io/v1/rolebindings", "RoleBinding", True, set()),
 ]
 VERBS = {"get", "list", "watch", "create", "patch", "delete"}
+ADMIN_TOKEN = "operator-admin-token"  # what the fake sidecars require on their admin plane
 
 
 @pytest_asyncio.fixture()
@@ -92,6 +95,7 @@ async def operator(kubeconfig: Path, request: pytest.FixtureRequest) -> AsyncIte
         resync_seconds=getattr(request.module, "RESYNC_SECONDS", 0.5),
         pod_probe_timeout_s=0.5,
         kubeconfig=str(kubeconfig),
+        admin_token=ADMIN_TOKEN,
     )
     async with KopfThread(build_registry(cfg)) as thread:
         yield thread
@@ -120,7 +124,7 @@ async def fake_sidecars() -> AsyncIterator[Callable[[int], Any]]:
         out = []
         for i in range(n):
             ip = f"127.0.0.{i + 2}"
-            fake = FakeSidecar()
+            fake = FakeSidecar(token=ADMIN_TOKEN)
             server = grpc.aio.server()
             scheduler_pb2_grpc.add_PredictorAdminServicer_to_server(fake, server)
             server.add_insecure_port(f"{ip}:{port}")

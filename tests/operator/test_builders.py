@@ -42,10 +42,18 @@ def test_deployment_shape() -> None:
     engine, sidecar = pod["spec"]["containers"]
     assert engine["args"][:2] == ["--model", "m"] and engine["args"][-1] == "--x"
     assert engine["resources"]["limits"]["nvidia.com/gpu"] == 1
-    assert (
-        engine["startupProbe"]["failureThreshold"] == 180
-        and engine["readinessProbe"]["httpGet"]["port"] == 8000
-    )
+    # The engine listens on loopback (kubelet cannot reach it): its probes ask the sidecar.
+    assert engine["args"][engine["args"].index("--host") + 1] == "127.0.0.1"
+    assert engine["startupProbe"]["failureThreshold"] == 180
+    assert engine["readinessProbe"]["httpGet"] == {"path": "/engine-health", "port": "http"}
+    esc = engine["securityContext"]
+    assert esc["allowPrivilegeEscalation"] is False and esc["capabilities"] == {"drop": ["ALL"]}
+    assert esc["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert pod["spec"]["automountServiceAccountToken"] is False
+    assert sidecar["livenessProbe"]["httpGet"]["path"] == "/live"
+    assert {p["name"] for p in sidecar["ports"]} == {"grpc", "http", "admin", "metrics"}
+    mounts = {m["name"]: m for m in sidecar["volumeMounts"]}
+    assert mounts["admin-token"]["mountPath"] == "/etc/ltr-admin" and mounts["admin-token"]["readOnly"]
     assert sidecar["command"] == ["ltr"] and sidecar["args"] == [
         "sidecar",
         "--config",
@@ -85,14 +93,20 @@ def test_custom_engine_uses_only_the_spec_command() -> None:
 
 def test_optional_children() -> None:
     kinds = [o["kind"] for o in builders.build_children(OWNER, spec(), INPUTS)]
-    assert kinds == ["ConfigMap", "Deployment", "Service"]
+    assert kinds == ["ConfigMap", "Secret", "NetworkPolicy", "Deployment", "Service"]
+    without_policy = spec(networkPolicy={"enabled": False})
+    assert "NetworkPolicy" not in [o["kind"] for o in builders.build_children(OWNER, without_policy, INPUTS)]
+    assert ("NetworkPolicy", "demo") in builders.retired_children(OWNER, without_policy)
     full = spec(
         predictor={"store": {"size": "3Gi", "storageClassName": "nfs"}},
         retraining={"enabled": True, "timeZone": "Etc/UTC"},
+        sidecar={"recordPrompts": True},
     )
     children = {o["kind"]: o for o in builders.build_children(OWNER, full, INPUTS)}
     assert set(children) == {
         "ConfigMap",
+        "Secret",
+        "NetworkPolicy",
         "PersistentVolumeClaim",
         "ServiceAccount",
         "Role",

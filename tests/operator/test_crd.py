@@ -92,7 +92,12 @@ def test_crd_defaults_match_the_operators_defaults(schema: dict[str, Any], crd_t
     # An object defaulted by the API server and one that skipped defaulting parse to the same spec.
     for spec in (
         VALID["spec"],
-        {"model": {"name": "x"}, "predictor": {"store": {"size": "1Gi"}}, "retraining": {"enabled": True}},
+        {
+            "model": {"name": "x"},
+            "predictor": {"store": {"size": "1Gi"}},
+            "retraining": {"enabled": True},
+            "sidecar": {"recordPrompts": True},
+        },
     ):
         defaulted = crd_tools.apply_defaults(schema, {"spec": spec})["spec"]
         assert parse_spec(defaulted) == parse_spec(spec)
@@ -110,6 +115,8 @@ def test_valid_objects_and_examples_pass(check: Any, repo_root: Path) -> None:
         },
         scheduler={"policy": "fcfs", "starvationThreshold": "1m30s", "maxConcurrency": 16},
         retraining={"enabled": True, "schedule": "@hourly", "minKendallTau": 0.5},
+        sidecar={"recordPrompts": True, "adminPort": 7000, "metricsPort": 7001},
+        networkPolicy={"clients": [{"podSelector": {"matchLabels": {"role": "gateway"}}}]},
     )
     assert check(full) == []
     examples = sorted((repo_root / "examples").glob("*.yaml"))

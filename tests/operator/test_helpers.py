@@ -85,7 +85,7 @@ def test_cli_render_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str
         == 0
     )
     docs = list(yaml.safe_load_all(capsys.readouterr().out))
-    assert [d["kind"] for d in docs] == ["ConfigMap", "Deployment", "Service"]
+    assert [d["kind"] for d in docs] == ["ConfigMap", "Secret", "NetworkPolicy", "Deployment", "Service"]
     assert cli_main(["render", str(manifest)]) == 2
     assert "MissingModelImage" in capsys.readouterr().err
     manifest.write_text("spec: {model: {}}\nmetadata: {name: x}\n")

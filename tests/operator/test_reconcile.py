@@ -250,7 +250,14 @@ async def _events(http: Http, reason: str) -> list[dict]:
 
 
 async def test_delete_cleans_up_through_owner_references(http: Http, operator: KopfThread) -> None:
-    await http.create(LTRS, ltrs(predictor={"store": {"size": "1Gi"}}, retraining={"enabled": True}))
+    await http.create(
+        LTRS,
+        ltrs(
+            predictor={"store": {"size": "1Gi"}},
+            retraining={"enabled": True},
+            sidecar={"recordPrompts": True},
+        ),
+    )
     for path in (
         f"{DEPLOY}/demo",
         f"{CM}/demo-sidecar",
@@ -280,6 +287,7 @@ async def test_retraining_children_follow_the_spec(http: Http, operator: KopfThr
         ltrs(
             predictor={"store": {"size": "2Gi"}},
             retraining={"enabled": True, "schedule": "*/30 * * * *", "minSamples": 50},
+            sidecar={"recordPrompts": True},
         ),
     )
     cron = await eventually(lambda: http.get(f"{CRON}/demo-retrain"))
@@ -305,7 +313,7 @@ async def test_per_pod_predictor_status_from_sidecars(
 ) -> None:
     port, sidecars = await fake_sidecars(2)
     owner = await http.create(
-        LTRS, ltrs(sidecar={"grpcPort": port}, predictor={"version": "v2", "store": {"size": "1Gi"}})
+        LTRS, ltrs(sidecar={"adminPort": port}, predictor={"version": "v2", "store": {"size": "1Gi"}})
     )
     dep = await eventually(lambda: http.get(f"{DEPLOY}/demo"))
     pod_labels = dep["spec"]["template"]["metadata"]["labels"]
@@ -342,7 +350,14 @@ async def test_per_pod_predictor_status_from_sidecars(
 async def test_operator_requests_stay_within_its_rbac_rules(
     http: Http, operator: KopfThread, kube: Any
 ) -> None:
-    await http.create(LTRS, ltrs(predictor={"store": {"size": "1Gi"}}, retraining={"enabled": True}))
+    await http.create(
+        LTRS,
+        ltrs(
+            predictor={"store": {"size": "1Gi"}},
+            retraining={"enabled": True},
+            sidecar={"recordPrompts": True},
+        ),
+    )
     await eventually(lambda: http.get(f"{CRON}/demo-retrain"))
     await http.patch(f"{LTRS}/demo", {"spec": {"retraining": {"enabled": False}}})
     await eventually(lambda: _gone(http, f"{CRON}/demo-retrain"))

@@ -33,6 +33,7 @@ def manifest(**spec: Any) -> dict[str, Any]:
         "model": {"name": "m"},
         "predictor": {"store": {"size": "1Gi"}},
         "retraining": {"enabled": True, "autoPromote": True, "minKendallTau": 0.3},
+        "sidecar": {"recordPrompts": True},
     }
     for key, value in spec.items():
         base[key] = {**base.get(key, {}), **value} if isinstance(value, dict) else value
@@ -160,7 +161,7 @@ async def test_canary_promotes_a_better_candidate_and_rolls_back_a_worse_one(
         "minOnlineSamples": 20,
     }
     owner = await http.create(
-        LTRS, manifest(sidecar={"grpcPort": port}, predictor={"store": {"size": "1Gi"}, "rollout": rollout})
+        LTRS, manifest(sidecar={"adminPort": port}, predictor={"store": {"size": "1Gi"}, "rollout": rollout})
     )
     await _pods(http, sidecars, owner["metadata"]["uid"])
 

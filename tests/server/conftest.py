@@ -8,7 +8,8 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
-from ltr_sidecar.server.http_server import bound_port, build_http_app, start_http_server
+from ltr_sidecar.server.http_server import build_http_app
+from ltr_sidecar.server.listener import bound_port, start_http_server
 from ltr_sidecar.server.metrics import SidecarMetrics
 from tests.support.fake_core import FakeCore
 from tests.support.sidecar import FakeEngine

@@ -171,7 +171,8 @@ async def test_engine_down_is_unavailable_within_seconds(fake_engine: FakeEngine
         with pytest.raises(SidecarError) as err:
             await collect(core, req(tagged(1)))
         assert time.monotonic() - start < 5
-        assert err.value.code is ErrorCode.UNAVAILABLE and "unreachable" in err.value.message
+        assert err.value.code is ErrorCode.UNAVAILABLE and "unavailable" in err.value.message
+        assert "127.0.0.1" not in err.value.message  # no internal address reaches a client
         assert core.in_flight == 0
 
 
@@ -314,7 +315,7 @@ async def test_metrics_and_traces_recorded(fake_engine: FakeEngine, tmp_path: Pa
 
     metrics = SidecarMetrics()
     traces = TraceRecorder(tmp_path, record_prompts=True)
-    async with running_core(fake_engine.url, metrics=metrics, traces=traces) as core:
+    async with running_core(fake_engine.url, metrics=metrics, traces=traces, record_prompts=True) as core:
         for n in (3, 1, 2):
             await collect(core, req(tagged(n), max_tokens=n))
         await collect(core, req(tagged(2, "secret"), max_tokens=2, no_trace=True))

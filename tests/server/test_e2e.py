@@ -124,7 +124,7 @@ async def test_engine_down_unavailable_fast() -> None:
         start = time.monotonic()
         with pytest.raises(Exception) as err:
             await collect(core, req(3))
-        assert time.monotonic() - start < 5 and "unreachable" in str(err.value)
+        assert time.monotonic() - start < 5 and "unavailable" in str(err.value)
 
 
 async def test_hot_reload_under_load_loses_and_duplicates_nothing(

@@ -1,4 +1,4 @@
-"""The gRPC surface through the generated stubs: Generate/Rank/GetQueue, admin, health, reflection."""
+"""The gRPC data plane through the generated stubs: Generate/Rank/GetQueue, health, reflection."""
 
 from __future__ import annotations
 
@@ -154,31 +154,9 @@ async def test_rank_orders_shortest_first(channel: grpc.aio.Channel) -> None:
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
-async def test_predictor_admin(channel: grpc.aio.Channel, tmp_path: Path) -> None:
-    from ltr_sidecar.predictor import PromptLengthPredictor
-
-    PromptLengthPredictor(version="plen-3").save(tmp_path / "p")
-    admin = pb_grpc.PredictorAdminStub(channel)
-    status = await admin.GetPredictor(pb.GetPredictorRequest())
-    assert status.version == "tagged-v1" and status.backbone == "test-tagged" and status.loaded_at.seconds > 0
-    status = await admin.LoadPredictor(pb.LoadPredictorRequest(path=str(tmp_path / "p")))
-    assert status.version == "plen-3" and status.last_error == ""
-    cases = [
-        (pb.LoadPredictorRequest(path=str(tmp_path / "none")), grpc.StatusCode.FAILED_PRECONDITION),
-        (pb.LoadPredictorRequest(version="v9"), grpc.StatusCode.FAILED_PRECONDITION),
-        (pb.LoadPredictorRequest(), grpc.StatusCode.INVALID_ARGUMENT),
-    ]
-    for bad, code in cases:
-        with pytest.raises(grpc.aio.AioRpcError) as err:
-            await admin.LoadPredictor(bad)
-        assert err.value.code() == code, err.value.details()
-    status = await admin.GetPredictor(pb.GetPredictorRequest())
-    assert status.version == "plen-3" and "no predictor_store" in status.last_error
-
-
 async def test_health_serving_then_not_serving_on_drain(app: SidecarApp, channel: grpc.aio.Channel) -> None:
     health = health_pb2_grpc.HealthStub(channel)
-    for service in ("", "ltr.v1.Scheduler", "ltr.v1.PredictorAdmin"):
+    for service in ("", "ltr.v1.Scheduler"):
         resp = await health.Check(health_pb2.HealthCheckRequest(service=service))
         assert resp.status == health_pb2.HealthCheckResponse.SERVING
     app.core._draining = True  # what stop() does first; the health loop follows within its period
@@ -200,12 +178,7 @@ async def test_reflection_lists_services(channel: grpc.aio.Channel) -> None:
 
     responses = [r async for r in stub.ServerReflectionInfo(requests())]
     names = {s.name for s in responses[0].list_services_response.service}
-    assert {
-        "ltr.v1.Scheduler",
-        "ltr.v1.PredictorAdmin",
-        "grpc.health.v1.Health",
-        "grpc.reflection.v1alpha.ServerReflection",
-    } <= names
+    assert names == {"ltr.v1.Scheduler", "grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"}
     assert responses[1].file_descriptor_response.file_descriptor_proto
 
 

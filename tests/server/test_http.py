@@ -11,7 +11,8 @@ import pytest
 from aiohttp import web
 
 from ltr_sidecar.errors import ErrorCode, SidecarError
-from ltr_sidecar.server.http_server import bound_port, build_http_app
+from ltr_sidecar.server.http_server import build_http_app
+from ltr_sidecar.server.listener import bound_port
 from ltr_sidecar.server.metrics import SidecarMetrics
 from tests.support.fake_core import QUEUE_FULL, FakeCore
 

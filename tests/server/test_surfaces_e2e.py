@@ -19,7 +19,8 @@ from ltr_sidecar.devtools.tiny_engine import EngineProcess
 from ltr_sidecar.predictor import PromptLengthPredictor
 from ltr_sidecar.server.config import SidecarConfig
 from ltr_sidecar.server.core import SchedulerCore
-from ltr_sidecar.server.http_server import bound_port, build_http_app, start_http_server
+from ltr_sidecar.server.http_server import build_http_app
+from ltr_sidecar.server.listener import bound_port, start_http_server
 from ltr_sidecar.server.metrics import SidecarMetrics
 from ltr_sidecar.server.traces import TraceRecorder
 
@@ -51,6 +52,7 @@ async def sidecar(engine: EngineProcess, trace_dir: Path, **overrides: Any) -> A
         scoring_window_ms=1.0,
         starvation_threshold=0.0,
         trace_dir=str(trace_dir),
+        record_prompts=True,
         **overrides,
     )
     metrics = SidecarMetrics()
@@ -159,7 +161,7 @@ async def test_queue_full_is_429_and_invalid_is_400(engine: EngineProcess, tmp_p
 
         with pytest.raises(openai.BadRequestError, match=r"max_tokens must be an integer in \[1, "):
             await sc.client.completions.create(model=sc.model, prompt="x", max_tokens=-1)
-        with pytest.raises(openai.BadRequestError, match="must not be empty"):
+        with pytest.raises(openai.BadRequestError, match="non-empty string"):
             await sc.client.completions.create(model=sc.model, prompt="", max_tokens=2)
         with pytest.raises(openai.BadRequestError, match=r"messages\[0\].role"):
             await sc.client.chat.completions.create(

@@ -31,6 +31,7 @@ class FakeCore:
     tokens: tuple[str, ...] = ("Hello", " world", "!")
     served_model: str = "tiny-model"
     ready: bool = True
+    engine_ok: bool = True
     draining: bool = False
     finish_reason: str = "length"
     fail_before: Exception | None = None

@@ -105,21 +105,29 @@ class KopfThread:
 
 
 class FakeSidecar:
-    """A real grpc.aio PredictorAdmin server standing in for one pod's sidecar."""
+    """A real grpc.aio PredictorAdmin server standing in for one pod's sidecar's admin plane (it
+    requires the operator's bearer token, as the real one does)."""
 
-    def __init__(self, version: str = "", tau: float = 0.0, samples: int = 0) -> None:
-        self.version, self.tau, self.samples = version, tau, samples
+    def __init__(self, version: str = "", tau: float = 0.0, samples: int = 0, token: str = "") -> None:
+        self.version, self.tau, self.samples, self.token = version, tau, samples, token
         self.taus: dict[str, tuple[float, int]] = {}  # version -> (online tau, samples) once loaded
         self.loads: list[str] = []
         self.fail_loads = False
 
+    async def _authorize(self, context: Any) -> None:
+        given = dict(context.invocation_metadata() or ()).get("authorization")
+        if self.token and given != f"Bearer {self.token}":
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "a valid admin bearer token is required")
+
     async def GetPredictor(self, request: Any, context: Any) -> Any:
+        await self._authorize(context)
         tau, samples = self.taus.get(self.version, (self.tau, self.samples))
         return scheduler_pb2.PredictorStatus(
             version=self.version, online_kendall_tau=tau, online_samples=samples
         )
 
     async def LoadPredictor(self, request: Any, context: Any) -> Any:
+        await self._authorize(context)
         self.loads.append(request.version)
         if self.fail_loads:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"no version {request.version}")
@@ -133,7 +141,9 @@ NOW = "2026-01-01T00:00:00Z"
 
 
 def spec(**fields: Any) -> LTRServingSpec:
-    """A parsed spec for model "m" with `fields` set."""
+    """A parsed spec for model "m" with `fields` set (retraining gets the recordPrompts it requires)."""
+    if (fields.get("retraining") or {}).get("enabled") and "sidecar" not in fields:
+        fields["sidecar"] = {"recordPrompts": True}
     return parse_spec({"model": {"name": "m"}, **fields})
 
 

@@ -6,6 +6,7 @@ import contextlib
 import re
 import time
 from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
 from typing import Any
 
 from ltr_sidecar.devtools.scripted_engine import ScriptedEngine
@@ -75,3 +76,16 @@ async def running_core(
 
 async def collect(core: SchedulerCore, req: Any) -> list[Any]:
     return [ev async for ev in core.submit(req)]
+
+
+def write_token(path: Path, token: str) -> Path:
+    """An admin token file as the operator's Secret mount holds it (0600)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(token + "\n")
+    path.chmod(0o600)
+    return path
+
+
+def admin_metadata(token: str) -> tuple[tuple[str, str], ...]:
+    """gRPC metadata the admin plane accepts."""
+    return (("authorization", f"Bearer {token}"),)

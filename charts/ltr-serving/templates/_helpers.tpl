@@ -37,6 +37,11 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/component: operator
 {{- end }}
 
+{{/* The selector labels as K=V,K=V (the operator's --operator-pod-labels: its NetworkPolicy peer). */}}
+{{- define "ltr-serving.selectorLabelList" -}}
+{{- printf "app.kubernetes.io/name=%s,app.kubernetes.io/instance=%s,app.kubernetes.io/component=operator" (include "ltr-serving.name" .) .Release.Name }}
+{{- end }}
+
 {{- define "ltr-serving.serviceAccountName" -}}
 {{- if .Values.serviceAccount.create }}
 {{- default (include "ltr-serving.fullname" .) .Values.serviceAccount.name }}

@@ -6,7 +6,8 @@ chunks of "x", `token_delay_s` apart (0 = as fast as possible), then a final chu
 `finish_reason` "length" and `usage`. It records the order requests arrived in (= the sidecar's
 admission order), how many run at once, and which streams the client aborted. Knobs: `gate` (hold
 every request until set), `fail_after` (an error event after N tokens), `reject_fields` (answer 422
-"Unexpected fields", as `transformers serve` does for `ignore_eos`).
+"Unexpected fields", as `transformers serve` does for `ignore_eos`), `poison` (a prompt containing it
+gets HTTP 500, as a real engine answers input it chokes on).
 
 Run standalone: `python -m ltr_sidecar.devtools.scripted_engine --port 8000 [--token-delay-ms 0]`.
 """
@@ -31,6 +32,7 @@ class ScriptedEngine:
     token_delay_s: float = 0.002
     fail_after: int | None = None
     reject_fields: tuple[str, ...] = ()
+    poison: str = ""
     received: list[dict[str, Any]] = field(default_factory=list)
     running: int = 0
     max_running: int = 0
@@ -76,6 +78,8 @@ class ScriptedEngine:
         bad = [f for f in self.reject_fields if f in body]
         if bad:
             return web.json_response({"detail": f"Unexpected fields in the request: {set(bad)}"}, status=422)
+        if self.poison and self.poison in json.dumps(body):
+            return web.json_response({"error": "internal error at /opt/engine/worker.py"}, status=500)
         if self.record:
             self.received.append(body)
         chat = "messages" in body

@@ -2,9 +2,11 @@
 
 One `EngineClient` per sidecar holds a pooled aiohttp session. `open_stream()` sends one streaming
 `/v1/completions` or `/v1/chat/completions` request and returns an `EngineStream` that yields text
-chunks and exactly one `EngineFinal`. Failures before the engine answers raise
-`SidecarError(UNAVAILABLE)` (or INVALID_ARGUMENT for a 4xx) within `connect_timeout_s`; a failure
+chunks and exactly one `EngineFinal`. An engine that cannot be reached raises
+`EngineUnreachable` within `connect_timeout_s`; an engine that answers one request with an error fails
+that request only (4xx → INVALID_ARGUMENT, 429 → RESOURCE_EXHAUSTED, 5xx → UNAVAILABLE); a failure
 mid-stream ends the stream with finish_reason "error"; a stream silent for `read_timeout_s` is cut.
+Messages for clients never carry the engine's address; details go to the log.
 
 Vendor extensions (`ignore_eos`, `top_k`, vLLM's `priority`) are sent only when asked for. Strict
 engines (e.g. `transformers serve`) answer them with 400/422 "unexpected field": the client then retries
@@ -16,13 +18,14 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
 
-from ltr_sidecar.errors import ErrorCode, SidecarError
+from ltr_sidecar.errors import EngineUnreachable, ErrorCode, SidecarError
 from ltr_sidecar.sampling import SamplingParams
 
 log = logging.getLogger(__name__)
@@ -163,9 +166,11 @@ class EngineStream:
                 if done:
                     break
         except (TimeoutError, aiohttp.ClientError, ValueError, UnicodeDecodeError) as exc:
-            reason = "cancelled" if self._aborted else "error"
-            detail = "aborted" if self._aborted else f"engine stream failed: {exc!r}"
-            yield EngineFinal(reason, 0, chunks, detail)
+            if self._aborted:
+                yield EngineFinal("cancelled", 0, chunks, "aborted")
+                return
+            log.warning("engine stream failed: %r", exc)
+            yield EngineFinal("error", 0, chunks, "the engine stream broke off")
             return
         finally:
             self._resp.release()
@@ -233,9 +238,7 @@ class EngineClient:
             try:
                 resp = await self.session.post(url, json=body, timeout=self._timeout())
             except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-                raise SidecarError(
-                    ErrorCode.UNAVAILABLE, f"engine at {self.base_url} unreachable: {exc!r}"
-                ) from exc
+                raise EngineUnreachable(f"engine at {self.base_url}: {exc!r}") from exc
             if resp.status == 200:
                 return EngineStream(resp, chat=api == "chat")
             detail = (await resp.text(errors="replace"))[:500]
@@ -244,12 +247,7 @@ class EngineClient:
                 log.warning("engine rejects vendor fields %s (%s); not sending them", VENDOR_FIELDS, detail)
                 self.vendor_fields = False
                 continue
-            code = (
-                ErrorCode.INVALID_ARGUMENT
-                if 400 <= resp.status < 500 and resp.status != 429
-                else ErrorCode.UNAVAILABLE
-            )
-            raise SidecarError(code, f"engine answered HTTP {resp.status}: {detail}")
+            raise rejection(resp.status, detail)
         raise SidecarError(ErrorCode.UNAVAILABLE, "engine rejected the request")  # pragma: no cover
 
     async def stream(self, req: EngineRequest) -> AsyncIterator[EngineChunk | EngineFinal]:
@@ -267,19 +265,39 @@ class EngineClient:
             async with self.session.get(self.base_url + path, timeout=timeout) as r:
                 return r.status, await r.text(errors="replace")
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            raise SidecarError(
-                ErrorCode.UNAVAILABLE, f"engine at {self.base_url} unreachable: {exc!r}"
-            ) from exc
+            raise EngineUnreachable(f"engine at {self.base_url}: {exc!r}") from exc
 
     async def list_models(self) -> list[str]:
         """Model ids from the engine's `/v1/models`."""
+        return [m.id for m in await self.models()]
+
+    async def models(self) -> list[ModelInfo]:
+        """The engine's `/v1/models` entries, with the context length where the engine tells it (vLLM)."""
         status, text = await self._get("/v1/models")
         if status != 200:
             raise SidecarError(ErrorCode.UNAVAILABLE, f"engine /v1/models answered HTTP {status}")
         try:
-            return [str(m["id"]) for m in json.loads(text).get("data", []) if "id" in m]
+            return [parse_model(m) for m in json.loads(text).get("data", []) if "id" in m]
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             raise SidecarError(ErrorCode.UNAVAILABLE, f"engine /v1/models malformed: {exc}") from exc
+
+    async def count_tokens(
+        self, model: str, prompt: str | None, messages: list[dict[str, str]] | None
+    ) -> int | None:
+        """Prompt tokens by the engine's own tokenizer (vLLM `/tokenize`); None where it has none."""
+        body: dict[str, Any] = {"model": model}
+        body.update({"messages": messages} if messages is not None else {"prompt": prompt or ""})
+        try:
+            async with self.session.post(
+                self.base_url + "/tokenize", json=body, timeout=self._timeout(5.0)
+            ) as r:
+                if r.status != 200:
+                    return None
+                data = await r.json(content_type=None)
+        except (TimeoutError, aiohttp.ClientError, OSError, ValueError):
+            return None
+        count = data.get("count") if isinstance(data, dict) else None
+        return count if isinstance(count, int) and not isinstance(count, bool) else None
 
     async def healthy(self) -> bool:
         """True when the engine answers `/health` (or `/v1/models`) with 200."""
@@ -301,6 +319,48 @@ class EngineClient:
 
 
 WAITING_METRICS = ("vllm:num_requests_waiting", "sglang:num_queue_reqs", "tgi_queue_size")
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """One served model: its id and, when the engine reports it, its context length in tokens."""
+
+    id: str
+    context_length: int | None = None
+
+
+def parse_model(entry: dict[str, Any]) -> ModelInfo:
+    """A `/v1/models` entry (vLLM adds `max_model_len`; SGLang `max_model_len` or `context_length`)."""
+    for key in ("max_model_len", "context_length", "max_context_length"):
+        value = entry.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return ModelInfo(str(entry["id"]), value)
+    return ModelInfo(str(entry["id"]))
+
+
+def rejection(status: int, detail: str) -> SidecarError:
+    """The error of a request the engine answered with HTTP `status`: that request's, never the engine's."""
+    if status == 429:
+        return SidecarError(ErrorCode.RESOURCE_EXHAUSTED, "the engine is overloaded; retry later")
+    if 400 <= status < 500:
+        return SidecarError(
+            ErrorCode.INVALID_ARGUMENT,
+            f"the engine rejected the request (HTTP {status}): {_client_detail(detail)}",
+        )
+    log.warning("engine answered HTTP %s: %s", status, detail[:300])
+    return SidecarError(ErrorCode.UNAVAILABLE, f"the engine failed this request (HTTP {status})")
+
+
+def _client_detail(detail: str) -> str:
+    """The engine's own message (e.g. a context-length error), without URLs or paths, at most 300 chars."""
+    try:
+        obj = json.loads(detail)
+        if isinstance(obj, dict):
+            err = obj.get("error", obj.get("detail", obj.get("message", detail)))
+            detail = err.get("message", str(err)) if isinstance(err, dict) else str(err)
+    except ValueError:
+        pass
+    return re.sub(r"(https?://\S+|/[\w.-]+(?:/[\w.-]+)+)", "[redacted]", detail)[:300]
 
 
 def parse_waiting(text: str) -> float | None:

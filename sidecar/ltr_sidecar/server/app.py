@@ -17,11 +17,15 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from ltr_sidecar.predictor import set_scoring_threads
+from aiohttp import web
+
+from ltr_sidecar.predictor import Predictor, set_scoring_threads
+from ltr_sidecar.server.admin import AdminSurface
 from ltr_sidecar.server.config import ConfigError, SidecarConfig, file_digest, load_config
 from ltr_sidecar.server.core import SchedulerCore
 from ltr_sidecar.server.grpc_server import GrpcSurface
-from ltr_sidecar.server.http_server import bound_port, build_http_app, start_http_server
+from ltr_sidecar.server.http_server import HttpLimits, build_http_app, build_metrics_app
+from ltr_sidecar.server.listener import ListenerLimits, bound_port, start_http_server
 from ltr_sidecar.server.metrics import SidecarMetrics
 from ltr_sidecar.server.traces import TraceRecorder
 
@@ -35,6 +39,24 @@ def trace_dir_for_pod(trace_dir: str | Path) -> Path:
     return Path(trace_dir) / pod if pod and "/" not in pod else Path(trace_dir)
 
 
+def open_traces(config: SidecarConfig, metrics: SidecarMetrics) -> TraceRecorder | None:
+    """The trace recorder, or None: traces are auxiliary, so a trace dir that cannot be used means
+    serving without traces (warned, and `ltr_traces_enabled` reads 0), never a failed start."""
+    if not config.trace_dir:
+        metrics.set_traces_enabled(False)
+        return None
+    try:
+        recorder = TraceRecorder(trace_dir_for_pod(config.trace_dir), record_prompts=config.record_prompts)
+    except OSError as exc:
+        log.warning("traces off: cannot use trace_dir %s: %s", config.trace_dir, exc.strerror or exc)
+        metrics.trace_error()
+        metrics.set_traces_enabled(False)
+        return None
+    metrics.set_traces_enabled(True)
+    metrics.track_trace_drops(lambda: recorder.dropped)
+    return recorder
+
+
 class SidecarApp:
     """Owns the core, both surfaces, metrics, traces and the config watcher."""
 
@@ -43,21 +65,19 @@ class SidecarApp:
         config: SidecarConfig,
         config_path: str | Path | None = None,
         overrides: dict[str, Any] | None = None,
-        predictor: Any = None,
+        predictor: Predictor | None = None,
     ) -> None:
         self.config = config
         self.config_path = Path(config_path) if config_path else None
         self.overrides = dict(overrides or {})
         self.metrics = SidecarMetrics()
-        self.traces = None
-        if config.trace_dir:
-            self.traces = TraceRecorder(
-                trace_dir_for_pod(config.trace_dir), record_prompts=config.record_prompts
-            )
+        self.traces = open_traces(config, self.metrics)
         self.core = SchedulerCore(config, predictor=predictor, metrics=self.metrics, traces=self.traces)
         self.grpc: GrpcSurface | None = None
+        self.admin: AdminSurface | None = None
         self.http_port: int | None = None
-        self._http_runner: Any = None
+        self.metrics_port: int | None = None
+        self._runners: list[web.AppRunner] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._stop = asyncio.Event()
         self._digest = file_digest(self.config_path) if self.config_path else ""
@@ -69,19 +89,31 @@ class SidecarApp:
     async def start(self) -> None:
         set_scoring_threads(self.config.scoring_threads)
         await self.core.start()
-        self.grpc = GrpcSurface(self.core, self.config.host, self.config.grpc_port)
+        c = self.config
+        self.grpc = GrpcSurface(self.core, c.host, c.grpc_port)
         await self.grpc.start()
-        self._http_runner = await start_http_server(
-            build_http_app(self.core, self.metrics), self.config.host, self.config.http_port
-        )
-        self.http_port = bound_port(self._http_runner)
+        if c.admin_token_file:
+            self.admin = AdminSurface(self.core, c.admin_token_file, c.admin_host, c.admin_port)
+            await self.admin.start()
+        else:
+            log.warning("admin plane off (no admin_token_file): predictor versions change through the config")
+        listen = ListenerLimits(c.idle_timeout_s, c.max_connections)
+        app = build_http_app(self.core, self.metrics, HttpLimits.from_config(c))
+        self._runners.append(await start_http_server(app, c.host, c.http_port, listen))
+        self.http_port = bound_port(self._runners[0])
+        if c.metrics_port:
+            metrics_app = build_metrics_app(self.metrics)
+            self._runners.append(await start_http_server(metrics_app, c.host, c.metrics_port, listen))
+            self.metrics_port = bound_port(self._runners[-1])
         self._tasks.append(asyncio.create_task(self.grpc.health_loop(), name="ltr-health"))
         if self.config_path:
             self._tasks.append(asyncio.create_task(self._watch_config(), name="ltr-config-watch"))
         log.info(
-            "sidecar serving: gRPC :%s, HTTP :%s, engine %s, policy %s, predictor %r",
+            "sidecar serving: gRPC :%s, admin :%s, HTTP :%s, metrics :%s, engine %s, policy %s, predictor %r",
             self.grpc_port,
+            self.admin.port if self.admin else "off",
             self.http_port,
+            self.metrics_port or "-",
             self.config.engine_url,
             self.core.policy_name,
             self.core.predictor_version,
@@ -103,9 +135,11 @@ class SidecarApp:
         self._tasks.clear()
         if self.grpc:
             await self.grpc.stop(1.0)
-        if self._http_runner is not None:
-            await self._http_runner.cleanup()
-            self._http_runner = None
+        if self.admin:
+            await self.admin.stop(1.0)
+        for runner in self._runners:
+            await runner.cleanup()
+        self._runners.clear()
         if self.traces is not None:
             await asyncio.to_thread(self.traces.close)
 

@@ -9,6 +9,7 @@ import sys
 from typing import Any
 
 from ltr_sidecar.server.config import POLICY_NAMES, ConfigError, load_config
+from ltr_sidecar.server.listener import install_log_rate_limit
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,6 +29,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grpc-port", type=int, help="gRPC port (default 50051)")
     p.add_argument("--http-port", type=int, help="HTTP port (default 8080)")
     p.add_argument("--host", help="listen address (default 0.0.0.0)")
+    p.add_argument("--admin-port", type=int, help="admin-plane gRPC port, PredictorAdmin (default 50052)")
+    p.add_argument("--admin-token-file", help="bearer token file of the admin plane (unset: admin plane off)")
+    p.add_argument("--metrics-port", type=int, help="a listener serving only GET /metrics (default off)")
+    p.add_argument("--max-prompt-bytes", type=int, help="largest prompt in UTF-8 bytes (default 262144)")
+    p.add_argument(
+        "--record-prompts",
+        action="store_true",
+        default=None,
+        help="keep prompt text in the trace files (needed for retraining; default off)",
+    )
     p.add_argument("--max-concurrency", help="requests admitted to the engine at once: N or auto (default)")
     p.add_argument("--starvation-threshold", help="promote requests waiting longer than this (5s; 0 = off)")
     p.add_argument("--max-queue", type=int, help="queued requests before RESOURCE_EXHAUSTED (default 1024)")
@@ -59,6 +70,11 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
         "starvation_threshold",
         "max_queue",
         "trace_dir",
+        "admin_port",
+        "admin_token_file",
+        "metrics_port",
+        "max_prompt_bytes",
+        "record_prompts",
         "drain_grace_s",
         "scoring_window_ms",
     )
@@ -74,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    install_log_rate_limit()  # a storm of identical errors (EMFILE, broken clients) must not flood logs
     overrides = overrides_from_args(args)
     try:
         config = load_config(args.config, overrides)

@@ -67,11 +67,24 @@ class SidecarConfig:
     grpc_port: int = 50051
     http_port: int = 8080
     host: str = "0.0.0.0"
+    # Admin plane (PredictorAdmin): its own listener, served only when a token file is configured.
+    admin_port: int = 50052
+    admin_host: str = "0.0.0.0"
+    admin_token_file: str = ""
+    metrics_port: int = 0  # > 0: a listener that serves only GET /metrics
     trace_dir: str = ""
-    record_prompts: bool = True
+    record_prompts: bool = False
     send_priority: bool = False
     drain_grace_s: float = 30.0
     config_poll_s: float = 2.0
+    # Limits (explicit, each named in the error a client gets).
+    max_prompt_bytes: int = 256 * 1024
+    engine_context_length: int = 0  # tokens; 0 = as the engine reports it (vLLM), else unchecked
+    max_json_depth: int = 32
+    default_max_tokens: int = 1024  # chat requests without max_tokens
+    max_connections: int = 1024  # per listener; capped below the process's descriptor limit
+    idle_timeout_s: float = 15.0  # a connection with no complete request for this long is closed
+    body_timeout_s: float = 30.0  # a request body must arrive within this
 
     @property
     def auto_concurrency(self) -> bool:
@@ -128,23 +141,54 @@ def _str(key: str, value: Any) -> str:
     return str(value)
 
 
+#: integer keys → (minimum, maximum)
+INT_KEYS: dict[str, tuple[int, int]] = {
+    "max_queue": (1, 10_000_000),
+    "max_tokens_limit": (1, 10_000_000),
+    "scoring_threads": (1, 256),
+    "grpc_port": (0, 65535),
+    "http_port": (0, 65535),
+    "admin_port": (0, 65535),
+    "metrics_port": (0, 65535),
+    "max_prompt_bytes": (1, 64 * 1024 * 1024),
+    "engine_context_length": (0, 100_000_000),
+    "max_json_depth": (2, 1000),
+    "default_max_tokens": (1, 10_000_000),
+    "max_connections": (1, 1_000_000),
+}
+STR_KEYS = (
+    "engine_url",
+    "model",
+    "predictor_dir",
+    "predictor_store",
+    "predictor_version",
+    "host",
+    "admin_host",
+    "admin_token_file",
+    "trace_dir",
+)
+BOOL_KEYS = ("record_prompts", "send_priority")
+DURATION_KEYS = ("starvation_threshold", "drain_grace_s", "config_poll_s", "idle_timeout_s", "body_timeout_s")
+
+
 def validate(raw: dict[str, Any]) -> SidecarConfig:
     """Build a validated SidecarConfig from a mapping of file keys (pure)."""
     unknown = sorted(set(raw) - set(FIELD_NAMES))
     if unknown:
         raise ConfigError(f"unknown config key(s) {unknown}; valid keys: {', '.join(FIELD_NAMES)}")
     c = SidecarConfig()
-    for key in (
-        "engine_url",
-        "model",
-        "predictor_dir",
-        "predictor_store",
-        "predictor_version",
-        "host",
-        "trace_dir",
-    ):
+    for key in STR_KEYS:
         if key in raw:
             setattr(c, key, _str(key, raw[key]))
+    for key, (low, high) in INT_KEYS.items():
+        if key in raw:
+            setattr(c, key, _int(key, raw[key], low, high))
+    for key in BOOL_KEYS:
+        if key in raw:
+            setattr(c, key, _bool(key, raw[key]))
+    for key in DURATION_KEYS:
+        if key in raw:
+            setattr(c, key, config_duration(raw[key], key))
     if not re.match(r"^https?://[^/\s]+", c.engine_url):
         raise ConfigError(f"engine_url: expected http(s)://host:port, got {c.engine_url!r}")
     c.engine_api = _str("engine_api", raw.get("engine_api", c.engine_api))
@@ -153,14 +197,8 @@ def validate(raw: dict[str, Any]) -> SidecarConfig:
     c.policy = _str("policy", raw.get("policy", c.policy))
     if c.policy not in POLICY_NAMES:
         raise ConfigError(f"policy: expected one of {', '.join(POLICY_NAMES)}, got {c.policy!r}")
-    if "starvation_threshold" in raw:
-        c.starvation_threshold = config_duration(raw["starvation_threshold"], "starvation_threshold")
-    c.max_queue = _int("max_queue", raw.get("max_queue", c.max_queue), 1, 10_000_000)
     mc = raw.get("max_concurrency", c.max_concurrency)
     c.max_concurrency = "auto" if mc == "auto" else _int("max_concurrency", mc, 1, 100_000)
-    c.max_tokens_limit = _int(
-        "max_tokens_limit", raw.get("max_tokens_limit", c.max_tokens_limit), 1, 10_000_000
-    )
     bands = raw.get("priority_bands", c.priority_bands)
     if not isinstance(bands, list) or not bands:
         raise ConfigError(f"priority_bands: expected a non-empty list of integers, got {bands!r}")
@@ -172,17 +210,11 @@ def validate(raw: dict[str, Any]) -> SidecarConfig:
         c.scoring_window_ms = seconds_or_ms * 1000.0 if has_unit else seconds_or_ms
         if c.scoring_window_ms > 1000:
             raise ConfigError("scoring_window_ms: must be <= 1000 (milliseconds)")
-    c.scoring_threads = _int("scoring_threads", raw.get("scoring_threads", c.scoring_threads), 1, 256)
-    for key in ("grpc_port", "http_port"):
-        setattr(c, key, _int(key, raw.get(key, getattr(c, key)), 0, 65535))
-    for key in ("record_prompts", "send_priority"):
-        if key in raw:
-            setattr(c, key, _bool(key, raw[key]))
-    for key in ("drain_grace_s", "config_poll_s"):
-        if key in raw:
-            setattr(c, key, config_duration(raw[key], key))
-    if c.config_poll_s <= 0:
-        raise ConfigError("config_poll_s: must be > 0")
+    for key in ("config_poll_s", "idle_timeout_s", "body_timeout_s"):
+        if getattr(c, key) <= 0:
+            raise ConfigError(f"{key}: must be > 0")
+    if c.default_max_tokens > c.max_tokens_limit:
+        c.default_max_tokens = c.max_tokens_limit
     return c
 
 

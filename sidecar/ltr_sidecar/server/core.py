@@ -22,7 +22,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 
 from ltr.contract import Outcome
 from ltr_sidecar.engine.client import EngineChunk, EngineClient, EngineRequest
-from ltr_sidecar.errors import ErrorCode, SidecarError
+from ltr_sidecar.errors import EngineUnreachable, ErrorCode, SidecarError
 from ltr_sidecar.predictor.runtime.base import Predictor
 from ltr_sidecar.scheduling import QueueFullError, QueueItem, RankQueue
 from ltr_sidecar.server.admission import Admission
@@ -41,7 +41,7 @@ from ltr_sidecar.server.types import (
     SubmitRequest,
     TokenChunk,
 )
-from ltr_sidecar.server.validation import RequestLimits, invalid
+from ltr_sidecar.server.validation import RequestLimits, invalid, validate_rank
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,6 @@ class SchedulerCore:
         self.config = config
         self.metrics: CoreMetrics = metrics if metrics is not None else SidecarMetrics()
         self.traces = traces
-        self.limits = RequestLimits.from_config(config)
         self.engine = engine or EngineClient(config.engine_url, config.engine_api)
         self.admission = Admission(config.max_concurrency)
         self.queue = RankQueue(config.policy, config.starvation_threshold, config.max_queue)
@@ -76,7 +75,9 @@ class SchedulerCore:
         self._tasks: list[asyncio.Task[None]] = []
         self._started = False
         self._draining = False
-        self.monitor = EngineMonitor(self.engine, self.admission, config.model)
+        self.monitor = EngineMonitor(
+            self.engine, self.admission, config.model, context_length=config.engine_context_length or None
+        )
         self._promotions_seen = 0
 
     # -- lifecycle ---------------------------------------------------------------------------------
@@ -150,6 +151,11 @@ class SchedulerCore:
         return self._started and not self._draining and self.monitor.ok
 
     @property
+    def engine_ok(self) -> bool:
+        """The engine answered the last probe (or the last request reached it)."""
+        return self.monitor.ok
+
+    @property
     def served_model(self) -> str:
         return self.monitor.served_model
 
@@ -169,6 +175,11 @@ class SchedulerCore:
     @property
     def in_flight(self) -> int:
         return self._in_flight
+
+    @property
+    def limits(self) -> RequestLimits:
+        """What the surfaces validate requests against (with the engine's context length once known)."""
+        return RequestLimits.from_config(self.config, self.monitor.context_length)
 
     # -- requests ----------------------------------------------------------------------------------
     async def submit(self, req: SubmitRequest) -> AsyncGenerator[StreamEvent, None]:
@@ -200,6 +211,11 @@ class SchedulerCore:
                 ErrorCode.RESOURCE_EXHAUSTED,
                 f"queue is full ({self.config.max_queue} requests waiting); retry later",
             )
+        try:
+            await self.monitor.check_fits(req.model or self.monitor.served_model, req)
+        except SidecarError:
+            self.metrics.request_finished(Outcome.INVALID)
+            raise
         assert self._scorer is not None
         ((score, version),) = await self._scorer.score([req.rank_text()])
         if self._draining:
@@ -267,10 +283,13 @@ class SchedulerCore:
         )
         try:
             state.stream = await self.engine.open_stream(engine_req)
-        except SidecarError as exc:
-            if exc.code is ErrorCode.UNAVAILABLE:
-                self.monitor.ok = False
-            self._record(state, Outcome.UNAVAILABLE if exc.code is ErrorCode.UNAVAILABLE else Outcome.INVALID)
+        except EngineUnreachable as exc:
+            self.monitor.ok = False  # only an unreachable engine is marked down
+            log.warning("engine unreachable: %s", exc.detail)
+            self._record(state, Outcome.UNAVAILABLE)
+            raise
+        except SidecarError as exc:  # the engine answered this request with an error: its error alone
+            self._record(state, Outcome.INVALID if exc.code is ErrorCode.INVALID_ARGUMENT else Outcome.ERROR)
             raise
         self.monitor.ok = True
         first: float | None = None
@@ -376,12 +395,7 @@ class SchedulerCore:
         """Scores for `prompts` without queueing (`ltr.contract` convention), and the predictor version."""
         if not self._started or self._scorer is None:
             raise SidecarError(ErrorCode.UNAVAILABLE, "sidecar not started")
-        if not prompts:
-            raise invalid("give at least one prompt to rank")
-        if len(prompts) > self.config.max_queue:
-            raise invalid(f"at most {self.config.max_queue} prompts per Rank call")
-        if not all(isinstance(p, str) for p in prompts):
-            raise invalid("prompts must be strings")
+        validate_rank(prompts, self.limits, self.config.max_queue)
         results = await self._scorer.score(list(prompts))
         version = results[0][1] if results else ""
         return [s for s, _ in results], version

@@ -1,7 +1,10 @@
-"""The gRPC surface: ltr.v1.Scheduler, ltr.v1.PredictorAdmin, grpc.health.v1 and server reflection.
+"""The gRPC data plane: ltr.v1.Scheduler, grpc.health.v1 and server reflection (the admin plane,
+ltr.v1.PredictorAdmin, listens apart: `server.admin`).
 
-Pure translation between protobuf messages and the core's surface-neutral types; every
-`SidecarError` becomes the gRPC status of the same name with the core's message.
+Pure translation between protobuf messages and the core's surface-neutral types, and validation at the
+edge (`validation.validate_request`); every `SidecarError` becomes the gRPC status of the same name
+with the core's message. A generation that fails after it started ends with its final message and then
+a non-OK status (UNAVAILABLE) naming what happened.
 """
 
 from __future__ import annotations
@@ -28,12 +31,20 @@ from ltr_sidecar.server.types import FinalResult, PredictorStatus, QueueSnapshot
 from ltr_sidecar.server.validation import validate_request
 
 SCHEDULER = pb.DESCRIPTOR.services_by_name["Scheduler"].full_name
-PREDICTOR_ADMIN = pb.DESCRIPTOR.services_by_name["PredictorAdmin"].full_name
 SERVICE_NAMES = (
     SCHEDULER,
-    PREDICTOR_ADMIN,
     health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
     reflection.SERVICE_NAME,
+)
+#: Connection hygiene: ping idle clients, recycle long-lived connections, drop dead ones.
+KEEPALIVE_OPTIONS: tuple[tuple[str, int], ...] = (
+    ("grpc.keepalive_time_ms", 60_000),
+    ("grpc.keepalive_timeout_ms", 20_000),
+    ("grpc.max_connection_idle_ms", 300_000),
+    ("grpc.max_connection_age_ms", 3_600_000),
+    ("grpc.max_connection_age_grace_ms", 120_000),
+    ("grpc.http2.max_pings_without_data", 0),
+    ("grpc.so_reuseport", 0),
 )
 FINISH = {
     "stop": pb.FINISH_REASON_STOP,
@@ -156,8 +167,30 @@ def rank_order(scores: list[float]) -> list[int]:
     return sorted(range(len(scores)), key=lambda i: (-scores[i], i))
 
 
-async def _abort(context: grpc.aio.ServicerContext, exc: SidecarError) -> None:
+async def abort_with(context: grpc.aio.ServicerContext, exc: SidecarError) -> None:
+    """End the call with the status of `exc`'s code and its message."""
     await context.abort(grpc.StatusCode[exc.code.grpc_name], exc.message)
+
+
+def server_options(max_message_bytes: int, max_streams: int = 1024) -> list[tuple[str, int]]:
+    """grpc.aio server options: the receive limit, concurrent streams per connection, keepalive."""
+    return [
+        ("grpc.max_receive_message_length", max_message_bytes),
+        ("grpc.max_concurrent_streams", max_streams),
+        *KEEPALIVE_OPTIONS,
+    ]
+
+
+def bind(server: grpc.aio.Server, host: str, port: int, what: str) -> int:
+    """Bind an insecure port; OSError naming the address when it cannot."""
+    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    try:
+        bound = server.add_insecure_port(address)
+    except RuntimeError as exc:  # grpcio raises on a port in use
+        raise OSError(f"cannot bind {what} address {address}: {exc}") from None
+    if bound == 0:
+        raise OSError(f"cannot bind {what} address {address}")
+    return bound
 
 
 # -- services ---------------------------------------------------------------------------------------
@@ -173,23 +206,30 @@ class SchedulerService(pb_grpc.SchedulerServicer):
             validate_request(sub, self.core.limits)
         except SidecarError as exc:
             self.core.metrics.request_finished(Outcome.INVALID)
-            await _abort(context, exc)
+            await abort_with(context, exc)
             return
         try:
             async with contextlib.aclosing(self.core.submit(sub)) as events:
                 async for ev in events:
                     if isinstance(ev, TokenChunk):
                         yield pb.GenerateResponse(request_id=sub.request_id, text=ev.text, tokens=ev.tokens)
-                    else:
-                        yield final_to_proto(sub.request_id, ev)
+                        continue
+                    yield final_to_proto(sub.request_id, ev)
+                    if ev.finish_reason in ("error", "cancelled"):
+                        why = (
+                            "the engine failed during generation"
+                            if ev.finish_reason == "error"
+                            else ("the sidecar cancelled the request (shutting down)")
+                        )
+                        await context.abort(grpc.StatusCode.UNAVAILABLE, why)
         except SidecarError as exc:
-            await _abort(context, exc)
+            await abort_with(context, exc)
 
     async def Rank(self, request: pb.RankRequest, context: grpc.aio.ServicerContext) -> pb.RankResponse:
         try:
             scores, version = await self.core.rank(list(request.prompts))
         except SidecarError as exc:
-            await _abort(context, exc)
+            await abort_with(context, exc)
             raise  # unreachable: abort raises
         return pb.RankResponse(scores=scores, order=rank_order(scores), predictor_version=version)
 
@@ -201,48 +241,19 @@ class SchedulerService(pb_grpc.SchedulerServicer):
         return snapshot_to_proto(self.core.snapshot(request.include_entries, request.limit or 100))
 
 
-class PredictorAdminService(pb_grpc.PredictorAdminServicer):
-    def __init__(self, core: SchedulerCore) -> None:
-        self.core = core
-
-    async def LoadPredictor(
-        self, request: pb.LoadPredictorRequest, context: grpc.aio.ServicerContext
-    ) -> pb.PredictorStatus:
-        if not request.version and not request.path:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "give a predictor version or a path")
-        try:
-            status = await self.core.load_predictor(request.version or None, request.path or None)
-        except SidecarError as exc:
-            await _abort(context, exc)
-            raise
-        return status_to_proto(status)
-
-    async def GetPredictor(
-        self, request: pb.GetPredictorRequest, context: grpc.aio.ServicerContext
-    ) -> pb.PredictorStatus:
-        return status_to_proto(self.core.predictor_status())
-
-
 class GrpcSurface:
-    """The grpc.aio server with all services; `health_loop()` keeps health in step with the core."""
+    """The data-plane grpc.aio server; `health_loop()` keeps health in step with the core."""
 
     def __init__(self, core: SchedulerCore, host: str = "0.0.0.0", port: int = 50051) -> None:
         self.core = core
-        self.server = grpc.aio.server(
-            options=[("grpc.max_receive_message_length", 64 * 1024 * 1024), ("grpc.so_reuseport", 0)]
-        )
+        # A message holds the prompt plus a little: the prompt limit bounds what is read at all.
+        limit = 2 * core.config.max_prompt_bytes + 64 * 1024
+        self.server = grpc.aio.server(options=server_options(limit))
         pb_grpc.add_SchedulerServicer_to_server(SchedulerService(core), self.server)
-        pb_grpc.add_PredictorAdminServicer_to_server(PredictorAdminService(core), self.server)
         self.health = health_aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(SERVICE_NAMES, self.server)
-        address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        try:
-            self.port = self.server.add_insecure_port(address)
-        except RuntimeError as exc:  # grpcio raises on a port in use
-            raise OSError(f"cannot bind gRPC address {address}: {exc}") from None
-        if self.port == 0:
-            raise OSError(f"cannot bind gRPC address {address}")
+        self.port = bind(self.server, host, port, "gRPC")
         self._serving: bool | None = None
 
     async def start(self) -> None:
@@ -257,7 +268,7 @@ class GrpcSurface:
         self._serving = serving
         r = health_pb2.HealthCheckResponse
         status = r.SERVING if serving else r.NOT_SERVING
-        for name in ("", SCHEDULER, PREDICTOR_ADMIN):
+        for name in ("", SCHEDULER):
             await self.health.set(name, status)
 
     async def health_loop(self, period_s: float = 0.5) -> None:

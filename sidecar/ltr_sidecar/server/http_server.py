@@ -20,12 +20,14 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncGenerator, Iterator
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from aiohttp import web
 
 from ltr.contract import Outcome
 from ltr_sidecar.errors import ErrorCode, SidecarError
+from ltr_sidecar.server.config import SidecarConfig
 from ltr_sidecar.server.metrics import SidecarMetrics
 from ltr_sidecar.server.openai_schema import (
     ResponseOptions,
@@ -33,6 +35,7 @@ from ltr_sidecar.server.openai_schema import (
     completion_body,
     error_body,
     ltr_headers,
+    parse_json,
     parse_request,
 )
 from ltr_sidecar.server.types import FinalResult, PredictorStatus, StreamEvent, SubmitRequest, TokenChunk
@@ -40,10 +43,31 @@ from ltr_sidecar.server.validation import REQUEST_ID_RE, REQUEST_ID_RULE, Reques
 
 log = logging.getLogger(__name__)
 
-MAX_BODY_BYTES = 16 * 1024 * 1024
+
+@dataclass(frozen=True)
+class HttpLimits:
+    """The front door's own limits (request size, JSON depth, body timeout, the chat default)."""
+
+    max_body_bytes: int = 2 * 1024 * 1024
+    max_json_depth: int = 32
+    body_timeout_s: float = 30.0
+    default_max_tokens: int = 1024
+
+    @classmethod
+    def from_config(cls, config: SidecarConfig) -> HttpLimits:
+        # JSON may escape each prompt byte to six (\uXXXX); the rest of a body is small.
+        return cls(
+            6 * config.max_prompt_bytes + 64 * 1024,
+            config.max_json_depth,
+            config.body_timeout_s,
+            config.default_max_tokens,
+        )
+
+
 DISCONNECT_POLL_S = 0.25
 _CORE_KEY: web.AppKey[Any] = web.AppKey("ltr_core", object)
 _METRICS_KEY: web.AppKey[SidecarMetrics] = web.AppKey("ltr_metrics", SidecarMetrics)
+_HTTP_KEY: web.AppKey[Any] = web.AppKey("ltr_http_limits", object)
 _ENGINE_FAILED = 502  # the engine failed mid-generation (no SidecarError code fits a bad upstream)
 
 
@@ -56,6 +80,8 @@ class Core(Protocol):
     def draining(self) -> bool: ...
     @property
     def served_model(self) -> str: ...
+    @property
+    def engine_ok(self) -> bool: ...
     @property
     def limits(self) -> RequestLimits: ...
 
@@ -146,9 +172,10 @@ class _DisconnectWatcher:
 
 
 class _Handlers:
-    def __init__(self, core: Core, metrics: SidecarMetrics) -> None:
+    def __init__(self, core: Core, metrics: SidecarMetrics, http: HttpLimits) -> None:
         self.core = core
         self.metrics = metrics
+        self.http = http
         self.watcher = _DisconnectWatcher()
 
     async def completions(self, request: web.Request) -> web.StreamResponse:
@@ -162,16 +189,28 @@ class _Handlers:
         rid: str | None = None
         try:
             rid = _request_id(request)
-            raw = await request.read()
             try:
-                body = json.loads(raw)
-            except (ValueError, UnicodeDecodeError) as exc:
-                raise SidecarError(
-                    ErrorCode.INVALID_ARGUMENT, f"request body is not valid JSON: {exc}"
-                ) from None
-            limit = self.core.limits.max_tokens_limit
-            req, opts = parse_request(body, chat=chat, request_id=rid, max_tokens_limit=limit)
-            validate_request(req, self.core.limits)
+                raw = await asyncio.wait_for(request.read(), timeout=self.http.body_timeout_s)
+            except TimeoutError:
+                self.metrics.request_finished(Outcome.INVALID)
+                late = _error(
+                    ErrorCode.INVALID_ARGUMENT,
+                    f"the request body did not arrive within body_timeout_s ({self.http.body_timeout_s:g}s)",
+                    rid,
+                    status=408,
+                )
+                late.force_close()  # the rest of the body is never read: the connection goes
+                return late
+            body = parse_json(raw, self.http.max_json_depth)
+            limits = self.core.limits
+            req, opts = parse_request(
+                body,
+                chat=chat,
+                request_id=rid,
+                default_max_tokens=self.http.default_max_tokens,
+                max_tokens_limit=limits.max_tokens_limit,
+            )
+            validate_request(req, limits)
             served = self.core.served_model
             if opts.model and served and opts.model != served:
                 raise SidecarError(
@@ -276,6 +315,7 @@ class _Handlers:
         return _json({"object": "list", "data": data})
 
     def _health_body(self) -> dict[str, Any]:
+        """Readiness and the serving predictor; errors and paths stay in the logs and the admin plane."""
         status = self.core.predictor_status()
         tau, n = self.metrics.online_kendall_tau()
         return {
@@ -284,7 +324,7 @@ class _Handlers:
             "predictor_version": status.version,
             "fcfs_fallback": status.fallback_fcfs,
             "predictor_backbone": status.backbone,
-            "predictor_last_error": status.last_error,
+            "predictor_error": bool(status.last_error),
             "online_kendall_tau": tau,
             "online_samples": n,
         }
@@ -297,6 +337,12 @@ class _Handlers:
 
     async def live(self, request: web.Request) -> web.Response:
         return _json({"status": "alive"})
+
+    async def engine_health(self, request: web.Request) -> web.Response:
+        """The engine's health as the sidecar's probe last saw it (the engine's own pod probes use this:
+        it listens on loopback, out of kubelet's reach)."""
+        ok = self.core.engine_ok
+        return _json({"engine": "ok" if ok else "unavailable"}, status=200 if ok else 503)
 
     async def prometheus(self, request: web.Request) -> web.Response:
         payload, content_type = self.metrics.render()
@@ -316,48 +362,44 @@ async def _json_404(request: web.Request, handler: Any) -> web.StreamResponse:
             headers={"allow": ",".join(exc.allowed_methods)},
         )
     except web.HTTPRequestEntityTooLarge:
-        return _json(
-            error_body(ErrorCode.INVALID_ARGUMENT, f"request body exceeds {MAX_BODY_BYTES} bytes"), status=413
-        )
+        limit = request.app[_HTTP_KEY].max_body_bytes
+        message = f"the request body exceeds {limit} bytes (6 x max_prompt_bytes + 64 KiB)"
+        return _json(error_body(ErrorCode.TOO_LARGE, message), status=413)
 
 
-def build_http_app(core: Core, metrics: SidecarMetrics | None) -> web.Application:
+def build_http_app(
+    core: Core, metrics: SidecarMetrics | None, http: HttpLimits | None = None
+) -> web.Application:
     """The aiohttp application of the OpenAI-compatible front door (see module docstring).
 
     `metrics` should be the core's own SidecarMetrics (so /metrics shows the queue); None gives the
     front door a private one."""
     metrics = metrics if metrics is not None else SidecarMetrics()
-    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[web.middleware(_json_404)])
+    http = http or HttpLimits()
+    app = web.Application(client_max_size=http.max_body_bytes, middlewares=[web.middleware(_json_404)])
     app[_CORE_KEY] = core
     app[_METRICS_KEY] = metrics
-    h = _Handlers(core, metrics)
+    app[_HTTP_KEY] = http
+    h = _Handlers(core, metrics, http)
     app.router.add_post("/v1/completions", h.completions)
     app.router.add_post("/v1/chat/completions", h.chat_completions)
     app.router.add_get("/v1/models", h.models)
     app.router.add_get("/health", h.health)
     app.router.add_get("/live", h.live)
+    app.router.add_get("/engine-health", h.engine_health)
     app.router.add_get("/metrics", h.prometheus)
     app.on_cleanup.append(h.watcher.close)
     return app
 
 
-async def start_http_server(
-    app: web.Application,
-    host: str = "127.0.0.1",
-    port: int = 8080,
-) -> web.AppRunner:
-    """Serve `app` with client-disconnect cancellation on; returns the runner (`await runner.cleanup()`)."""
-    runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port)
-    await site.start()
-    return runner
+def build_metrics_app(metrics: SidecarMetrics) -> web.Application:
+    """An application that serves only `GET /metrics` (the Service's metrics port)."""
 
+    async def prometheus(request: web.Request) -> web.Response:
+        payload, content_type = metrics.render()
+        return web.Response(body=payload, headers={"content-type": content_type})
 
-def bound_port(runner: web.AppRunner) -> int:
-    """The TCP port a started runner listens on (useful with port=0)."""
-    for site in runner.sites:
-        server = getattr(site, "_server", None)
-        if server is not None and server.sockets:
-            return int(server.sockets[0].getsockname()[1])
-    raise RuntimeError("the runner has no listening TCP site")
+    app = web.Application(client_max_size=1024, middlewares=[web.middleware(_json_404)])
+    app[_HTTP_KEY] = HttpLimits(max_body_bytes=1024)
+    app.router.add_get("/metrics", prometheus)
+    return app

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
+from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
@@ -110,6 +111,15 @@ class SidecarMetrics:
         self._tau_samples = Gauge(
             "ltr_rank_kendall_tau_samples", "Completions the online Kendall tau is computed over.", registry=r
         )
+        self._traces_enabled = Gauge(
+            "ltr_traces_enabled", "1 while completions are recorded to trace files.", registry=r
+        )
+        self._trace_errors = Counter(
+            "ltr_trace_errors_total", "Trace directories that could not be used (traces off).", registry=r
+        )
+        self._trace_drops = Gauge(
+            "ltr_trace_records_dropped", "Trace records lost (buffer overflow or write errors).", registry=r
+        )
         self._tau.set_function(lambda: self.online_kendall_tau()[0])
         self._tau_samples.set_function(lambda: float(len(self._window)))
         self._queued_children: dict[int, Counter] = {}
@@ -147,6 +157,18 @@ class SidecarMetrics:
     def starvation_promoted(self, n: int = 1) -> None:
         if n > 0:
             self._promotions.inc(n)
+
+    # -- traces --------------------------------------------------------------------------------------
+    def set_traces_enabled(self, enabled: bool) -> None:
+        self._traces_enabled.set(1 if enabled else 0)
+
+    def trace_error(self) -> None:
+        """A trace directory could not be used; the sidecar serves without traces."""
+        self._trace_errors.inc()
+
+    def track_trace_drops(self, dropped: Callable[[], int]) -> None:
+        """Export the recorder's count of lost records."""
+        self._trace_drops.set_function(lambda: float(dropped()))
 
     # -- predictor -----------------------------------------------------------------------------------
     def scoring_observed(self, seconds: float, batch_size: int) -> None:

@@ -44,6 +44,8 @@ _UNSUPPORTED: dict[str, tuple[Any, ...]] = {
 #: ErrorCode → OpenAI error `type`.
 ERROR_TYPES: dict[ErrorCode, str] = {
     ErrorCode.INVALID_ARGUMENT: "invalid_request_error",
+    ErrorCode.TOO_LARGE: "invalid_request_error",
+    ErrorCode.UNAUTHENTICATED: "authentication_error",
     ErrorCode.NOT_FOUND: "not_found_error",
     ErrorCode.FAILED_PRECONDITION: "invalid_request_error",
     ErrorCode.RESOURCE_EXHAUSTED: "rate_limit_error",
@@ -175,6 +177,30 @@ def _max_tokens(body: dict[str, Any], default: int) -> int:
     if a is not None and b is not None and a != b:
         raise _invalid(f"'max_tokens' ({a}) and 'max_completion_tokens' ({b}) disagree; send one of them")
     return b if b is not None else a if a is not None else default
+
+
+def json_depth(value: Any) -> int:
+    """Nesting depth of a parsed JSON value (iterative: no recursion on hostile input)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict | list):
+            deepest = max(deepest, depth)
+            stack.extend((child, depth + 1) for child in (node.values() if isinstance(node, dict) else node))
+    return deepest
+
+
+def parse_json(raw: bytes, max_depth: int) -> Any:
+    """The request body as JSON; INVALID_ARGUMENT for bad JSON or nesting deeper than `max_depth`."""
+    try:
+        body = json.loads(raw)
+    except RecursionError:
+        raise _invalid(f"the request body nests deeper than max_json_depth ({max_depth})") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise _invalid(f"request body is not valid JSON: {exc}") from None
+    if json_depth(body) > max_depth:
+        raise _invalid(f"the request body nests deeper than max_json_depth ({max_depth})")
+    return body
 
 
 def parse_request(

@@ -3,7 +3,8 @@
 `TraceRecorder.record()` only appends to an in-memory buffer (O(1), no I/O, never raises); a daemon
 thread serialises and writes it out every `flush_interval_s`. Files rotate like logrotate:
 `traces.jsonl` (being written), `traces.jsonl.1` (newest full one) … `traces.jsonl.{max_files-1}`; the
-oldest is deleted, so disk use stays below `max_file_bytes × max_files`.
+oldest is deleted, so disk use stays below `max_file_bytes × max_files`. Directories are 0700 and
+files 0600 (prompts are private); prompts are recorded only where `record_prompts` is on.
 
 The record schema and the one reader live in `ltr_sidecar.data.traces` (the retrain job reads there).
 """
@@ -20,6 +21,7 @@ from ltr_sidecar.data.traces import TRACE_FILE, TraceRecord, trace_line
 
 log = logging.getLogger(__name__)
 MIB = 1024 * 1024
+DIR_MODE, FILE_MODE = 0o700, 0o600
 
 
 class TraceRecorder:
@@ -41,7 +43,8 @@ class TraceRecorder:
         if flush_interval_s <= 0:
             raise ValueError(f"flush_interval_s must be > 0, got {flush_interval_s}")
         self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
+        self.directory.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+        self.directory.chmod(DIR_MODE)  # prompts are private: owner only, whatever the umask
         self.record_prompts = record_prompts
         self.max_file_bytes = max_file_bytes
         self.max_files = max_files
@@ -129,7 +132,8 @@ class TraceRecorder:
                 size += len(lines[i])
                 i += 1
             if chunk:
-                with open(path, "ab") as fh:
+                fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE)
+                with os.fdopen(fd, "ab") as fh:
                     fh.write(b"".join(chunk))
                 self._size = size
                 self.written += len(chunk)

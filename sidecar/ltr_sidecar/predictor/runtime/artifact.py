@@ -10,13 +10,14 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 MANIFEST = "predictor.json"
 FORMAT = "ltr-predictor/1"
 REQUIRED_KEYS = ("format", "version", "backbone", "files")
+MAX_ARTIFACT_BYTES = 2 * 1024**3  # refused before anything is loaded
 
 
 class PredictorLoadError(RuntimeError):
@@ -54,6 +55,15 @@ def write_manifest(directory: Path, manifest: dict[str, Any], files: Iterable[st
     return out
 
 
+def check_files_size(directory: Path, files: Mapping[str, Any]) -> None:
+    """The listed files together must stay within MAX_ARTIFACT_BYTES."""
+    total = sum((directory / rel).stat().st_size for rel in files if (directory / rel).is_file())
+    if total > MAX_ARTIFACT_BYTES:
+        raise PredictorLoadError(
+            f"{directory}: artifact is {total} bytes, above the limit {MAX_ARTIFACT_BYTES}"
+        )
+
+
 def read_manifest(directory: str | Path, *, verify: bool = True) -> dict[str, Any]:
     """Read and validate an artifact's manifest (and, with `verify`, its files' checksums)."""
     d = Path(directory)
@@ -79,6 +89,7 @@ def read_manifest(directory: str | Path, *, verify: bool = True) -> dict[str, An
     if not isinstance(files, dict):
         raise PredictorLoadError(f"{mpath}: 'files' must map paths to sha256")
     if verify:
+        check_files_size(d, files)
         for rel, digest in files.items():
             f = d / rel
             if not f.is_file():

@@ -13,6 +13,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ltr_sidecar.predictor.runtime.artifact import PredictorLoadError
+from ltr_sidecar.predictor.runtime.bounds import check_fast_config
 from ltr_sidecar.predictor.runtime.features import NUM_GROUPS, featurize
 
 WEIGHTS = "weights.safetensors"
@@ -96,6 +97,7 @@ class FastRanker(nn.Module):
                 f"{directory}: fast ranker built with feature version {config.get('feature_version')!r}, "
                 f"this code hashes features as version {FEATURE_VERSION}: retrain it"
             )
+        check_fast_config(directory, config)
         try:
             model = cls(**{k: int(config[k]) for k in ("out_dim", "buckets", "dim", "hidden", "max_chars")})
         except (KeyError, TypeError, ValueError) as exc:

@@ -17,6 +17,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ltr_sidecar.predictor.runtime.artifact import PredictorLoadError
+from ltr_sidecar.predictor.runtime.bounds import check_hf_backbone
 
 HEAD = "head.safetensors"
 BACKBONE_DIR = "backbone"
@@ -154,6 +155,7 @@ class HFRanker(nn.Module):
 
     @classmethod
     def load(cls, directory: Path, config: dict[str, Any]) -> HFRanker:
+        check_hf_backbone(directory / BACKBONE_DIR, config.get("max_tokens"))
         try:
             model = cls(
                 directory / BACKBONE_DIR,

@@ -1,0 +1,113 @@
+"""Pure builders of the retraining children: the CronJob and the job's least-privilege identity."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ltr_operator import constants as c
+from ltr_operator.objects import Inputs, Owner, labels, meta, names, store_volume
+from ltr_operator.security import SIDECAR_SECURITY_CONTEXT
+from ltr_operator.spec import LTRServingSpec
+
+
+def build_retrain_rbac(owner: Owner) -> list[dict[str, Any]]:
+    """ServiceAccount + Role + RoleBinding letting the job write its result annotation (this object only)."""
+    name = names(owner.name)["retrain"]
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": meta(owner, name, "retrain"),
+            "automountServiceAccountToken": True,
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": meta(owner, name, "retrain"),
+            "rules": [
+                {
+                    "apiGroups": [c.GROUP],
+                    "resources": [c.PLURAL],
+                    "resourceNames": [owner.name],
+                    "verbs": ["get", "patch"],
+                }
+            ],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": meta(owner, name, "retrain"),
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": owner.namespace}],
+        },
+    ]
+
+
+def retrain_args(owner: Owner, spec: LTRServingSpec, base_version: str) -> list[str]:
+    r = spec.retraining
+    args = [
+        "predictor",
+        "retrain",
+        "--traces",
+        c.TRACE_DIR,
+        "--store",
+        c.PREDICTOR_DIR,
+        "--window",
+        r.window,
+        "--min-samples",
+        str(r.min_samples),
+        "--min-kendall-tau",
+        str(r.min_kendall_tau),
+        "--report-annotation",
+        f"{owner.namespace}/{owner.name}",
+    ]
+    return args + (["--base", base_version] if base_version else [])
+
+
+def build_cronjob(owner: Owner, spec: LTRServingSpec, inputs: Inputs) -> dict[str, Any]:
+    r = spec.retraining
+    name = names(owner.name)["retrain"]
+    container = {
+        "name": "retrain",
+        "image": inputs.sidecar_image,
+        "imagePullPolicy": spec.sidecar.image_pull_policy,
+        "command": ["ltr"],
+        "args": retrain_args(owner, spec, inputs.predictor_version),
+        "env": [{"name": "HOME", "value": "/tmp"}],
+        "resources": dict(r.resources),
+        "securityContext": dict(SIDECAR_SECURITY_CONTEXT),
+        "volumeMounts": [{"name": "store", "mountPath": c.STORE_MOUNT}, {"name": "tmp", "mountPath": "/tmp"}],
+    }
+    cron_spec: dict[str, Any] = {
+        "schedule": r.schedule,
+        "concurrencyPolicy": "Forbid",
+        "startingDeadlineSeconds": 600,
+        "successfulJobsHistoryLimit": 3,
+        "failedJobsHistoryLimit": 3,
+        "jobTemplate": {
+            "metadata": {"labels": labels(owner, "retrain")},
+            "spec": {
+                "backoffLimit": 1,
+                "activeDeadlineSeconds": r.active_deadline_s,
+                "ttlSecondsAfterFinished": 86400,
+                "template": {
+                    "metadata": {"labels": labels(owner, "retrain")},
+                    "spec": {
+                        "serviceAccountName": name,
+                        "restartPolicy": "Never",
+                        "containers": [container],
+                        "imagePullSecrets": [{"name": n} for n in spec.image_pull_secrets],
+                        "volumes": [store_volume(owner, spec), {"name": "tmp", "emptyDir": {}}],
+                    },
+                },
+            },
+        },
+    }
+    if r.time_zone:
+        cron_spec["timeZone"] = r.time_zone
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "CronJob",
+        "metadata": meta(owner, name, "retrain"),
+        "spec": cron_spec,
+    }
