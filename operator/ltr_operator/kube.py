@@ -218,7 +218,7 @@ class KubeClient:
         """Server-side apply: `obj` is this manager's whole intent; fields it no longer sets are removed
         (unless another manager owns them). force=true takes fields back from hand edits (drift repair)."""
         meta = obj["metadata"]
-        return await self.request(  # type: ignore[no-any-return]
+        return await self.request(
             "PATCH",
             path_for(obj["kind"], meta.get("namespace"), meta["name"]),
             obj,  # JSON is YAML
