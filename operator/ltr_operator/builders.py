@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from ltr.contract import format_duration, parse_duration
+from ltr.contract import EXIT_INSUFFICIENT, EXIT_REJECTED, format_duration, parse_duration
 from ltr_operator import constants as c
 from ltr_operator.spec import LTRServingSpec
 
@@ -397,6 +397,20 @@ def build_cronjob(owner: Owner, spec: LTRServingSpec, inputs: Inputs) -> dict[st
             "metadata": {"labels": labels(owner, "retrain")},
             "spec": {
                 "backoffLimit": 1,
+                # "not enough traces" and "rejected by the gate" are verdicts, not crashes: no retry pod
+                # (found on the real control plane: every such run ran twice).
+                "podFailurePolicy": {
+                    "rules": [
+                        {
+                            "action": "FailJob",
+                            "onExitCodes": {
+                                "containerName": "retrain",
+                                "operator": "In",
+                                "values": [EXIT_INSUFFICIENT, EXIT_REJECTED],
+                            },
+                        }
+                    ]
+                },
                 "activeDeadlineSeconds": r.active_deadline_s,
                 "ttlSecondsAfterFinished": 86400,
                 "template": {
