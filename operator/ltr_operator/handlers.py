@@ -18,7 +18,7 @@ import kopf
 from ltr_operator import constants as c
 from ltr_operator.config import OperatorConfig
 from ltr_operator.kube import ApiError, Credentials, KubeClient, event_for, load_credentials
-from ltr_operator.reconcile import NamespaceTerminating, now_text, reconcile
+from ltr_operator.reconcile import NamespaceTerminating, namespace_terminating, now_text, reconcile
 
 # Children the operator watches for drift (deleted → recreated) and status (Deployment, Pods).
 WATCHED_CHILDREN: tuple[tuple[str, str, str], ...] = (
@@ -46,8 +46,11 @@ class Reconciler:
         self.passes = 0
 
     async def emit(self, body: dict[str, Any], etype: str, reason: str, message: str) -> None:
-        """Post an Event; best effort (a lost Event must not fail the reconcile)."""
+        """Post an Event; best effort (a lost Event must not fail the reconcile). None into a namespace
+        being deleted (that create is a 403)."""
         try:
+            if await namespace_terminating(self.client, body["metadata"]["namespace"]):
+                return
             await self.client.create(event_for(body, etype, reason, message, now_text()))
         except (ApiError, OSError, aiohttp.ClientError) as exc:
             log.warning("could not post event %s %s: %s", etype, reason, exc)

@@ -226,7 +226,12 @@ async def _canary_step(
     if promote:
         await emit(body, "Normal", "CanaryPromoted", verdict)
         return candidate, None
-    await asyncio.gather(*(load_predictor(p, port, current, timeout) for p in chosen))  # roll back
+    # Roll back ("" = the configured predictor: the bundled one at cold start); a failure is reported.
+    failed = [
+        e for e in await asyncio.gather(*(load_predictor(p, port, current, timeout) for p in chosen)) if e
+    ]
+    if failed:
+        verdict += f"; rollback failed: {'; '.join(failed)}"
     await emit(body, "Warning", "CanaryRolledBack", verdict)
     return None, {"rolledBack": candidate, "reason": verdict[:500]}
 

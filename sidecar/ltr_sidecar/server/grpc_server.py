@@ -208,8 +208,9 @@ class PredictorAdminService(pb_grpc.PredictorAdminServicer):
     async def LoadPredictor(
         self, request: pb.LoadPredictorRequest, context: grpc.aio.ServicerContext
     ) -> pb.PredictorStatus:
-        if not request.version and not request.path:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "give a predictor version or a path")
+        # Neither version nor path: back to the configured predictor (sidecar.yaml; the bundled one at cold
+        # start). The operator's canary rollback to a cold-start "" needs it: INVALID_ARGUMENT here left
+        # the bad candidate on the canary pod (found on the real control plane).
         try:
             status = await self.core.load_predictor(request.version or None, request.path or None)
         except SidecarError as exc:
