@@ -108,9 +108,11 @@ def publish(cluster: Cluster, namespace: str, claim: str, version: str) -> None:
         store.publish(bundled_predictor_path(), version)
 
 
-def complete(pod: dict[str, Any], prompt: str, max_tokens: int = 4, port: int = 8080) -> dict[str, Any]:
+def complete(
+    pod: dict[str, Any], prompt: str, max_tokens: int = 4, port: int = 8080, model: str = "tiny/model"
+) -> dict[str, Any]:
     """One non-streaming completion through the pod's sidecar (OpenAI HTTP) to the engine."""
-    body = json.dumps({"model": "tiny/model", "prompt": prompt, "max_tokens": max_tokens}).encode()
+    body = json.dumps({"model": model, "prompt": prompt, "max_tokens": max_tokens}).encode()
     request = urllib.request.Request(
         f"http://{pod['status']['podIP']}:{port}/v1/completions", body, {"Content-Type": "application/json"}
     )
