@@ -24,7 +24,11 @@ TABLE_COLUMNS: tuple[tuple[str, str, float], ...] = (
     ("throughput_tok_s", "tok/s", 1.0),
     ("ratio_to_fcfs", "÷ FCFS", 1.0),
     ("ratio_to_oracle", "÷ oracle", 1.0),
+    ("ratio_to_srtf", "÷ srtf", 1.0),
+    ("preemptions", "preemptions", 1.0),
+    ("recompute_overhead", "recomputed ÷ output tokens", 1.0),
 )
+COUNT_COLUMNS = frozenset({"preemptions"})
 
 
 def _fmt(value: float) -> str:
@@ -41,7 +45,8 @@ def markdown_table(policies: Mapping[str, Mapping[str, float]]) -> str:
     lines = ["| policy | " + " | ".join(h for _, h, _ in cols) + " |",
              "|---|" + "---:|" * len(cols)]
     for name, metrics in policies.items():
-        cells = [_fmt(metrics[k] * mul) if k in metrics else "–" for k, _, mul in cols]
+        cells = [("–" if k not in metrics else f"{metrics[k]:.0f}" if k in COUNT_COLUMNS
+                  else _fmt(metrics[k] * mul)) for k, _, mul in cols]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
