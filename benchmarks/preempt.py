@@ -76,94 +76,71 @@ QUALITY_COLUMNS = tuple(
     + [f"{k}_{m}" for m in ("tau", "bias", "mae") for k in ("static", "residual", "minus")]
 )
 
+BACKBONE_HELP = (
+    "LTR predictor backbone; with minilm only Poisson arrivals run and the calibration folds use "
+    "the fast backbone (cross-fitting MiniLM 5 times takes hours on CPU)"
+)
+
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--shared", default=os.environ.get("LTR_SHARED_DATA", str(SHARED)))
     p.add_argument("--out-dir", default=str(ROOT / "benchmarks" / "results"))
+    p.add_argument("--backbone", default="fast", help=BACKBONE_HELP)
     p.add_argument(
-        "--backbone",
-        default="fast",
-        help="LTR predictor backbone; with minilm only Poisson arrivals run and the calibration "
-        "folds use the fast backbone (cross-fitting MiniLM 5x takes hours on CPU)",
+        "--summary-only", action="store_true", help="rebuild the summary from the runs' JSON files"
     )
     args = p.parse_args()
     shared, out = Path(args.shared), Path(args.out_dir)
     data = shared / "alpaca-eval" / "responses" / f"{MODEL}.jsonl"
-    if not data.exists():
+    if not data.exists() and not args.summary_only:
         print(f"needs the shared data folder (AlpacaEval): {data} not found", file=sys.stderr)
         return 2
     fast = args.backbone == "fast"
     suffix = "" if fast else f"-{args.backbone}"
-    common = [
-        "--engine",
-        "sim",
-        "--backbone",
-        args.backbone,
-        "--data",
-        str(data),
-        "--holdout",
-        "0.2",
-        "--out-dir",
-        str(out),
-        "--profile",
-        "a100-llama3-8b",
-    ]
-    if not fast:
-        common += ["--calibration-backbone", "fast"]
+    common = f"--engine sim --profile a100-llama3-8b --holdout 0.2 --backbone {args.backbone}".split()
+    common += ["--data", str(data), "--out-dir", str(out)] + (
+        [] if fast else ["--calibration-backbone", "fast"]
+    )
+
+    def run(name: str, flags: list[str]) -> dict:
+        path = out / f"{name}.json"
+        if not args.summary_only and bench([*common, *flags, "--name", name, "--json", str(path)]):
+            raise SystemExit(f"benchmark {name} failed")
+        return json.loads(path.read_text())
+
     traces = shared / "azure-llm-inference-2023"
-    arrivals: dict[str, list[str]] = {"poisson": []}
-    if fast:
-        arrivals |= {
+    arrivals: dict[str, list[str]] = {"poisson": []} | (
+        {
             f"azure-{k}": ["--arrivals", "trace", "--trace", str(traces / f"{k}.jsonl")]
             for k in ("conv", "code")
         }
-    docs = {}
-    for arrival, flags in arrivals.items():
-        for caching in (False, True):
-            config = f"{arrival}{' +prefix-cache' if caching else ''}"
-            name = f"preempt-{arrival}-{'pc' if caching else 'nopc'}{suffix}"
-            path = out / f"{name}.json"
-            code = bench(
-                [
-                    *common,
-                    *flags,
-                    "--rates",
-                    RATES,
-                    "--policies",
-                    POLICIES,
-                    "--name",
-                    name,
-                    "--json",
-                    str(path),
-                    *(["--prefix-caching"] if caching else []),
-                ]
-            )
-            if code:
-                return code
-            docs[config] = json.loads(path.read_text())
-    margin_docs = {}
-    for margin in MARGINS if fast else ():
-        path = out / f"preempt-margin-{margin}.json"
-        code = bench(
+        if fast
+        else {}
+    )
+    docs = {
+        f"{arrival}{' +prefix-cache' if caching else ''}": run(
+            f"preempt-{arrival}-{'pc' if caching else 'nopc'}{suffix}",
+            [*flags, "--rates", RATES, "--policies", POLICIES, *(["--prefix-caching"] if caching else [])],
+        )
+        for arrival, flags in arrivals.items()
+        for caching in (False, True)
+    }
+    margin_docs = {
+        f"poisson, margin {m}": run(
+            f"preempt-margin-{m}",
             [
-                *common,
                 "--rates",
                 "32,64",
                 "--policies",
                 "ltr,srtf,ltr-preempt,ltr-rerank",
                 "--preempt-margin",
-                margin,
-                "--name",
-                f"preempt-margin-{margin}",
+                m,
                 "--no-plots",
-                "--json",
-                str(path),
-            ]
+            ],
         )
-        if code:
-            return code
-        margin_docs[f"poisson, margin {margin}"] = json.loads(path.read_text())
+        for m in (MARGINS if fast else ())
+    }
     margin_docs["poisson, margin 0.5 (default)"] = docs["poisson"]
     write_summary(docs, margin_docs, out / f"preempt-summary{suffix}", args.backbone)
     return 0

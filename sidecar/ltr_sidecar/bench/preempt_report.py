@@ -77,8 +77,12 @@ def _cell(column: str, value: Any) -> str:
         return str(value)
     if column.startswith("gain"):
         return f"{value:+.1%}"
-    if column == "rate" or column.startswith(("preemptions", "max wait")):
-        return f"{value:.0f}" if column != "rate" else f"{value:g}"
+    if column == "rate":
+        return f"{value:g}"
+    if column.startswith("preemptions"):
+        return f"{value:.0f}"
+    if column.startswith("max wait"):
+        return f"{value:.1f}"
     return f"{value:.3f}"
 
 
