@@ -25,7 +25,8 @@ from typing import Any
 from ltr_sidecar.bench import predictors as predictor_setup
 from ltr_sidecar.bench import report
 from ltr_sidecar.bench.engine_model import PROFILES, get_profile
-from ltr_sidecar.bench.policies import POLICY_NAMES, select_policies
+from ltr_sidecar.bench.policies import LTR, POLICY_NAMES, PREEMPTIVE_NAMES, select_policies
+from ltr_sidecar.bench.preemption import PreemptionConfig
 from ltr_sidecar.bench.workload import (
     WorkItem,
     examples_from_file,
@@ -98,7 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     pol.add_argument(
         "--policies",
         default=",".join(POLICY_NAMES),
-        help=f"comma-separated subset of {','.join(POLICY_NAMES)}",
+        help=f"comma-separated subset of {','.join(POLICY_NAMES)}; simulator only: "
+        f"{','.join(PREEMPTIVE_NAMES)}",
     )
     pol.add_argument(
         "--starvation-threshold",
@@ -125,6 +127,49 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sim = p.add_argument_group("simulator")
     sim.add_argument("--profile", default="a100-llama3-8b", choices=sorted(PROFILES))
+    sim.add_argument(
+        "--prefix-caching",
+        action="store_true",
+        help="keep preempted requests' KV blocks cached (LRU); resume recomputes only the rest",
+    )
+    guard = PreemptionConfig()
+    sim.add_argument(
+        "--preempt-margin",
+        type=float,
+        default=guard.margin,
+        help="preempt only if the victim's estimated remaining tokens are >= (1 + margin) x "
+        "the candidate's (preemptive policies)",
+    )
+    sim.add_argument(
+        "--min-progress",
+        type=int,
+        default=guard.min_progress_tokens,
+        help="tokens a request emits after (re)admission before it may be preempted",
+    )
+    sim.add_argument(
+        "--max-preemptions",
+        type=int,
+        default=guard.max_preemptions,
+        help="priority preemptions per request; then it runs to completion",
+    )
+    sim.add_argument("--max-preemptions-per-step", type=int, default=guard.max_per_step)
+    sim.add_argument(
+        "--rerank-every",
+        type=int,
+        default=guard.rerank_every,
+        help="tokens between re-estimates of a running request's remaining length",
+    )
+    sim.add_argument(
+        "--calibration-folds",
+        type=int,
+        default=5,
+        help="cross-fitting folds for the score -> expected tokens calibration",
+    )
+    sim.add_argument(
+        "--calibration-backbone",
+        help="backbone of the cross-fitted fold predictors (default: --backbone; 'fast' "
+        "approximates a slow backbone's calibration)",
+    )
     real = p.add_argument_group("real engine")
     real.add_argument(
         "--max-concurrency",
@@ -237,6 +282,11 @@ def run(args: argparse.Namespace) -> int:
         if args.max_output_tokens is None:
             args.max_output_tokens = REAL_DEFAULTS["max_output_tokens"]
     policies = select_policies([s.strip() for s in args.policies.split(",") if s.strip()])
+    if args.engine != "sim" and any(p.preemptive for p in policies):
+        raise ValueError(
+            "preemptive policies run on the simulator only (--engine sim): the sidecar "
+            "does not preempt engine requests"
+        )
     examples, train_ex, data_desc = load_split(args)
     log(
         f"data: {data_desc}: {len(examples)} replay examples"
@@ -270,10 +320,63 @@ def run(args: argparse.Namespace) -> int:
     }
     out_dir = Path(args.out_dir)
     if args.engine == "sim":
-        return run_sim(args, policies, preds, examples, config, out_dir)
+        return run_sim(args, policies, preds, examples, config, out_dir, train_ex)
     from ltr_sidecar.bench.replay import run_real
 
     return run_real(args, policies, preds, examples, config, out_dir, make_workload, log)
+
+
+def sim_settings(
+    args: argparse.Namespace,
+    policies: list[Any],
+    preds: dict[str, Any],
+    examples: list[Example],
+    train_ex: list[Example] | None,
+    config: dict[str, Any],
+) -> Any:
+    """Preemption guard rails, prefix caching and (when a learned estimator needs it) the calibration."""
+    from dataclasses import asdict
+
+    from ltr_sidecar.bench.sim_bench import SimSettings
+
+    preemption = PreemptionConfig(
+        margin=args.preempt_margin,
+        min_progress_tokens=args.min_progress,
+        max_preemptions=args.max_preemptions,
+        max_per_step=args.max_preemptions_per_step,
+        rerank_every=args.rerank_every,
+    )
+    calibration = None
+    if any(p.estimator not in (None, "true") for p in policies):
+        if not train_ex:
+            raise ValueError(
+                "learned preemptive policies need training data to calibrate scores "
+                "(--holdout or --train-data)"
+            )
+        from ltr_sidecar.bench.crossfit import crossfit_calibration
+
+        calibration, info = crossfit_calibration(
+            train_ex,
+            preds[LTR],
+            folds=args.calibration_folds,
+            seed=args.seed,
+            backbone=args.calibration_backbone or args.backbone,
+            cache_dir=Path(args.cache_dir) if args.cache_dir else None,
+            log=log,
+        )
+        from ltr_sidecar.bench.crossfit import remaining_quality
+
+        distinct = list({e.prompt: e for e in examples}.values())  # replayed prompts: evaluation only
+        info["remaining_quality"] = remaining_quality(
+            calibration,
+            preds[LTR].score([e.prompt for e in distinct]),
+            [min(max(1, round(e.length)), args.max_output_tokens or 1 << 30) for e in distinct],
+            every=args.rerank_every,
+        )
+        config["calibration"] = info
+    if any(p.preemptive for p in policies):
+        config.update(preemption=asdict(preemption), prefix_caching=args.prefix_caching)
+    return SimSettings(preemption, calibration, args.prefix_caching)
 
 
 def run_sim(
@@ -283,6 +386,7 @@ def run_sim(
     examples: list[Example],
     config: dict[str, Any],
     out_dir: Path,
+    train_ex: list[Example] | None = None,
 ) -> int:
     from ltr_sidecar.bench.sim_bench import sweep, sweep_rows
 
@@ -296,6 +400,7 @@ def run_sim(
         max_num_seqs=profile.max_num_seqs,
         kv_capacity_tokens=profile.kv_capacity_tokens,
     )
+    settings = sim_settings(args, policies, preds, examples, train_ex, config)
     scorers = {k: v.score for k, v in preds.items()}
     runs = sweep(
         lambda r: make_workload(args, examples, r),
@@ -305,6 +410,7 @@ def run_sim(
         profile,
         threshold,
         progress=log,
+        settings=settings,
     )
     rows = sweep_rows(runs)
     top, top_runs = runs[-1]

@@ -106,9 +106,14 @@ class EngineProfile:
         return (y0 + (y1 - y0) * (tokens - x0) / (x1 - x0)) / 1e3
 
     def step_time_s(
-        self, decode_seqs: int, decode_context_tokens: int, prefill_lengths: list[int] | tuple[int, ...] = ()
+        self,
+        decode_seqs: int,
+        decode_context_tokens: int,
+        prefill_lengths: list[int] | tuple[int, ...] = (),
+        prefill_cached: list[int] | tuple[int, ...] = (),
     ) -> float:
-        """Duration of one step: `decode_seqs` decoding with this many KV tokens, plus prefills."""
+        """Duration of one step: `decode_seqs` decoding with this many KV tokens, plus prefills of
+        `prefill_lengths` new tokens each, after `prefill_cached` tokens reused from the prefix cache."""
         prefill_tokens = sum(prefill_lengths)
         tokens = decode_seqs + prefill_tokens
         if tokens <= 0:
@@ -117,7 +122,11 @@ class EngineProfile:
         flops = self.peak_flops * self.flops_efficiency
         linear = self.n_layers * self.linear_layer_s(tokens)
         decode_attn = decode_context_tokens * self.kv_bytes_per_token / bw
-        attn_flops = sum(2.0 * n * n * self.n_heads * self.head_dim for n in prefill_lengths) * self.n_layers
+        cached = list(prefill_cached) + [0] * (len(prefill_lengths) - len(prefill_cached))
+        # causal attention of n new queries over c cached + n new keys: QK^T and AV, 2 FLOPs a MAC
+        attn_flops = sum(2.0 * n * (n + 2 * c) for n, c in zip(prefill_lengths, cached, strict=True)) * (
+            self.n_heads * self.head_dim * self.n_layers
+        )
         seqs = decode_seqs + len(prefill_lengths)
         lm_head = max(self.vocab * self.hidden * 2 / bw, 2.0 * seqs * self.hidden * self.vocab / flops)
         return self.step_overhead_s + linear + decode_attn + attn_flops / flops + lm_head

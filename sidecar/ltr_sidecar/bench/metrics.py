@@ -82,8 +82,8 @@ def average_metrics(runs: Sequence[dict[str, float]]) -> dict[str, float]:
 
 
 def add_ratios(policies: dict[str, dict[str, float]], key: str = "mean_per_token_latency_s") -> None:
-    """Add `<key>_vs_fcfs` and `<key>_vs_oracle`-style ratios in place where the baselines exist."""
-    for base in ("fcfs", "oracle"):
+    """Add `ratio_to_fcfs`, `ratio_to_oracle`, `ratio_to_srtf` in place where those baselines ran."""
+    for base in ("fcfs", "oracle", "srtf"):
         ref = policies.get(base, {}).get(key)
         if not ref:
             continue

@@ -24,7 +24,11 @@ TABLE_COLUMNS: tuple[tuple[str, str, float], ...] = (
     ("throughput_tok_s", "tok/s", 1.0),
     ("ratio_to_fcfs", "÷ FCFS", 1.0),
     ("ratio_to_oracle", "÷ oracle", 1.0),
+    ("ratio_to_srtf", "÷ srtf", 1.0),
+    ("preemptions", "preemptions", 1.0),
+    ("recompute_overhead", "recomputed ÷ output tokens", 1.0),
 )
+COUNT_COLUMNS = frozenset({"preemptions"})
 
 
 def _fmt(value: float) -> str:
@@ -40,7 +44,16 @@ def markdown_table(policies: Mapping[str, Mapping[str, float]]) -> str:
     cols = [c for c in TABLE_COLUMNS if any(c[0] in m for m in policies.values())]
     lines = ["| policy | " + " | ".join(h for _, h, _ in cols) + " |", "|---|" + "---:|" * len(cols)]
     for name, metrics in policies.items():
-        cells = [_fmt(metrics[k] * mul) if k in metrics else "–" for k, _, mul in cols]
+        cells = [
+            (
+                "–"
+                if k not in metrics
+                else f"{metrics[k]:.0f}"
+                if k in COUNT_COLUMNS
+                else _fmt(metrics[k] * mul)
+            )
+            for k, _, mul in cols
+        ]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -86,14 +99,19 @@ def _pyplot():  # type: ignore[no-untyped-def]
     return plt
 
 
+def _style(k: int) -> str:
+    """Line style of the k-th policy: solid for the first ten (matplotlib's colour cycle), then dashed."""
+    return "-" if k < 10 else "--"
+
+
 def plot_cdf(results: Mapping[str, Sequence[RequestResult]], path: str | Path, title: str = "") -> Path:
     """PNG: CDF of per-token latency, one line per policy (log x axis)."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for name, res in results.items():
+    for k, (name, res) in enumerate(results.items()):
         xs = sorted(r.per_token_latency_s for r in res if r.ok)
         if xs:
-            ax.plot(xs, [(i + 1) / len(xs) for i in range(len(xs))], label=name)
+            ax.plot(xs, [(i + 1) / len(xs) for i in range(len(xs))], label=name, linestyle=_style(k))
     ax.set_xscale("log")
     ax.set_xlabel("per-token latency (s), log scale")
     ax.set_ylabel("fraction of requests")
@@ -123,9 +141,9 @@ def plot_sweep(
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     names = list(dict.fromkeys(n for row in sweep for n in row["policies"]))
-    for name in names:
+    for k, name in enumerate(names):
         pts = [(row["rate"], row["policies"][name][key]) for row in sweep if name in row["policies"]]
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=name)
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=name, linestyle=_style(k))
     ax.set_yscale("log")
     ax.set_xlabel("arrival rate (requests/s)")
     ax.set_ylabel("mean per-token latency (s), log scale")

@@ -115,6 +115,20 @@ class RankQueue:
                 return item
         return None
 
+    def peek(self, now: float) -> QueueItem | None:
+        """The request `pop(now)` would return, left in the queue (promotion is applied as in pop)."""
+        for priority in sorted((p for p, b in self._bands.items() if b.size), reverse=True):
+            band = self._bands[priority]
+            self._promote(band, now)
+            head = self._first_live(band.promoted)
+            if head is not None:
+                return head
+            while band.heap and (band.heap[0][2].removed or band.heap[0][2].promoted):
+                heapq.heappop(band.heap)
+            if band.heap:
+                return band.heap[0][2]
+        return None
+
     def peek_wait(self, now: float) -> float:
         """Wait of the oldest queued request (0 when empty)."""
         heads = [
