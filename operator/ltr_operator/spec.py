@@ -82,7 +82,7 @@ class SchedulerSpec:
     max_queue_length: int = 1024
     max_concurrency: int | str = "auto"
     max_tokens_limit: int = 4096
-    max_prompt_bytes: int = 262144
+    max_prompt_bytes: int = 32768
     priority_bands: int = 1
     scoring_window_ms: int = 2
 
@@ -302,7 +302,7 @@ def parse_spec(spec: Any) -> LTRServingSpec:
         max_queue_length=sc.int("maxQueueLength", 1024, 1, 1_000_000),
         max_concurrency=concurrency,
         max_tokens_limit=sc.int("maxTokensLimit", 4096, 1),
-        max_prompt_bytes=sc.int("maxPromptBytes", 262144, 1024, 64 * 1024 * 1024),
+        max_prompt_bytes=sc.int("maxPromptBytes", 32768, 1024, 64 * 1024 * 1024),
         priority_bands=sc.int("priorityBands", 1, 1, 16),
         scoring_window_ms=sc.int("scoringWindowMs", 2, 0, 1000),
     )

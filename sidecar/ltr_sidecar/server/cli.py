@@ -32,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--admin-port", type=int, help="admin-plane gRPC port, PredictorAdmin (default 50052)")
     p.add_argument("--admin-token-file", help="bearer token file of the admin plane (unset: admin plane off)")
     p.add_argument("--metrics-port", type=int, help="a listener serving only GET /metrics (default off)")
-    p.add_argument("--max-prompt-bytes", type=int, help="largest prompt in UTF-8 bytes (default 262144)")
+    p.add_argument("--max-prompt-bytes", type=int, help="largest prompt in UTF-8 bytes (default 32768)")
     p.add_argument(
         "--record-prompts",
         action="store_true",

@@ -29,7 +29,7 @@ class RequestLimits:
 
     max_tokens_limit: int
     priority_bands: tuple[int, ...]
-    max_prompt_bytes: int = 256 * 1024
+    max_prompt_bytes: int = 32 * 1024
     context_length: int | None = None
 
     @classmethod
