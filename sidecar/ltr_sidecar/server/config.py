@@ -78,7 +78,7 @@ class SidecarConfig:
     drain_grace_s: float = 30.0
     config_poll_s: float = 2.0
     # Limits (explicit, each named in the error a client gets).
-    max_prompt_bytes: int = 32 * 1024  # ~8k tokens of English (engines reporting a context get an exact check)
+    max_prompt_bytes: int = 32 * 1024  # ~8k tokens of English; vLLM also gets an exact token check
     engine_context_length: int = 0  # tokens; 0 = as the engine reports it (vLLM), else unchecked
     max_json_depth: int = 32
     default_max_tokens: int = 1024  # chat requests without max_tokens
