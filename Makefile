@@ -39,11 +39,12 @@ helm-check: tools
 	PATH=$(abspath $(TOOLS)):$$PATH bash scripts/helm_check.sh
 
 test: $(VENV)/.installed tools lint typecheck
+	$(PY) -m tests.support.cluster build --optional
 	PATH=$(abspath $(TOOLS)):$$PATH $(VENV)/bin/pytest -q -ra $(PYTEST_ARGS)
 	PATH=$(abspath $(TOOLS)):$$PATH bash scripts/helm_check.sh
 
 unit: $(VENV)/.installed
-	$(VENV)/bin/pytest -q -m 'not slow' $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -q -m 'not slow and not cluster' $(PYTEST_ARGS)
 
 demo: $(VENV)/.installed
 	$(VENV)/bin/ltr demo

@@ -7,6 +7,7 @@ saturating rate) under all six policies, one after the other against the same en
 ../shared/data. Writes benchmarks/results/replay-alpaca.{md,json} and replay-alpaca-cdf.png.
 
     .venv/bin/python benchmarks/replay.py [--backbone minilm] [--requests N] [--rate R] [--rounds K]
+        [--policies fcfs,ltr,ltr-starve,oracle] [--name replay-alpaca-heavy]
 """
 
 from __future__ import annotations
@@ -39,13 +40,16 @@ def main() -> int:
     )
     p.add_argument("--predictor", help="LTR predictor artifact (default: trained on the 80%%)")
     p.add_argument("--classifier", help="classifier artifact (default: fast backbone trained on the 80%%)")
+    p.add_argument("--policies", help="comma-separated subset (default: all six)")
+    p.add_argument("--name", default="replay-alpaca", help="result file prefix in --out-dir")
     args = p.parse_args()
     data = Path(args.shared) / "alpaca-eval" / "responses" / f"{MODEL}.jsonl"
     if not data.exists():
         print(f"needs the shared data folder (AlpacaEval): {data} not found", file=sys.stderr)
         return 2
-    name = "replay-alpaca"
+    name = args.name
     extra = [
+        *(["--policies", args.policies] if args.policies else []),
         *(["--predictor", args.predictor] if args.predictor else []),
         *(["--classifier", args.classifier] if args.classifier else []),
     ]

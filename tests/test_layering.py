@@ -16,6 +16,7 @@ ROOTS = {
 #: Bottom to top. A group may import its own modules and any group of a LOWER layer, nothing else.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("ltr.contract", "ltr.v1"),
+    ("ltr.kube",),
     ("ltr_sidecar.errors", "ltr_sidecar.stats"),
     ("ltr_sidecar.sampling", "ltr_sidecar.data"),
     ("ltr_sidecar.scheduling", "ltr_sidecar.engine", "ltr_sidecar.predictor.runtime"),
@@ -27,8 +28,9 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("ltr_operator",),
     ("ltr.cli",),
 )
-#: The operator image has no torch: it may use the shared contract and the generated API only.
-OPERATOR_ALLOWED = ("ltr.contract", "ltr.v1", "ltr_operator")
+#: The operator image has no torch: it may use the shared contract, the Kubernetes client and the
+#: generated API only.
+OPERATOR_ALLOWED = ("ltr.contract", "ltr.kube", "ltr.v1", "ltr_operator")
 #: Package roots that only re-export (they belong to the group of what they re-export).
 ALIASES = {
     "ltr_sidecar.predictor": "ltr_sidecar.predictor.runtime",

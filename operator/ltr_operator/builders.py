@@ -17,7 +17,7 @@ import yaml
 from ltr.contract import format_duration, parse_duration
 from ltr_operator import constants as c
 from ltr_operator.objects import Inputs, Owner, labels, meta, names, owner_reference, selector, store_volume
-from ltr_operator.retraining import build_cronjob, build_retrain_rbac, retrain_args
+from ltr_operator.retraining import build_cronjob, build_retrain_rbac, build_retrain_result, retrain_args
 from ltr_operator.security import (
     ADMIN_DIR,
     ADMIN_TOKEN_KEY,
@@ -41,6 +41,7 @@ __all__ = [
     "build_cronjob",
     "build_deployment",
     "build_retrain_rbac",
+    "build_retrain_result",
     "build_service",
     "labels",
     "names",
@@ -151,11 +152,13 @@ def _engine_container(spec: LTRServingSpec, inputs: Inputs) -> dict[str, Any]:
         "resources": dict(m.resources),
         # The engine listens on loopback, out of kubelet's reach: its probes ask the sidecar, which
         # probes the engine every 2 s (ENGINE_HEALTH_PATH answers 200 while that probe succeeds).
+        # By number: kubelet resolves a probe's named port among this container's ports only (found
+        # on the cluster tier: port "http" left the engine unready forever).
         "startupProbe": _http_probe(
-            ENGINE_HEALTH_PATH, "http", 10, max(1, math.ceil(m.startup_timeout_s / 10))
+            ENGINE_HEALTH_PATH, spec.sidecar.http_port, 10, max(1, math.ceil(m.startup_timeout_s / 10))
         ),
-        "readinessProbe": _http_probe(ENGINE_HEALTH_PATH, "http", 5, 3),
-        "livenessProbe": _http_probe(ENGINE_HEALTH_PATH, "http", 10, 6),
+        "readinessProbe": _http_probe(ENGINE_HEALTH_PATH, spec.sidecar.http_port, 5, 3),
+        "livenessProbe": _http_probe(ENGINE_HEALTH_PATH, spec.sidecar.http_port, 10, 6),
         "securityContext": engine_security_context(spec),
         "volumeMounts": [{"name": "dshm", "mountPath": "/dev/shm"}],
     }
@@ -317,7 +320,11 @@ def build_children(owner: Owner, spec: LTRServingSpec, inputs: Inputs) -> list[d
     if pvc is not None:
         children.append(pvc)
     if spec.retraining.enabled:
-        children += [*build_retrain_rbac(owner), build_cronjob(owner, spec, inputs)]
+        children += [
+            build_retrain_result(owner),
+            *build_retrain_rbac(owner),
+            build_cronjob(owner, spec, inputs),
+        ]
     children += [build_deployment(owner, spec, inputs), build_service(owner, spec)]
     return children
 
@@ -328,4 +335,11 @@ def retired_children(owner: Owner, spec: LTRServingSpec) -> list[tuple[str, str]
     if spec.retraining.enabled:
         return retired
     name = names(owner.name)["retrain"]
-    return [*retired, ("CronJob", name), ("RoleBinding", name), ("Role", name), ("ServiceAccount", name)]
+    return [
+        *retired,
+        ("CronJob", name),
+        ("RoleBinding", name),
+        ("Role", name),
+        ("ServiceAccount", name),
+        ("ConfigMap", names(owner.name)["retrain_result"]),
+    ]

@@ -6,7 +6,6 @@ from __future__ import annotations
 from ltr.contract import (
     ANNOTATION_CHECKSUM,
     ANNOTATION_PROMOTED,
-    ANNOTATION_RETRAIN_RESULT,
     API_VERSION,
     CONFIG_DIR,
     CONFIG_KEY,
@@ -20,6 +19,7 @@ from ltr.contract import (
     MANAGED_BY,
     PLURAL,
     PREDICTOR_DIR,
+    RETRAIN_RESULT_KEY,
     STORE_MOUNT,
     TRACE_DIR,
     VERSION,
@@ -28,7 +28,6 @@ from ltr.contract import (
 __all__ = [
     "ANNOTATION_CHECKSUM",
     "ANNOTATION_PROMOTED",
-    "ANNOTATION_RETRAIN_RESULT",
     "API_VERSION",
     "CONDITION_TYPES",
     "CONFIG_DIR",
@@ -47,6 +46,7 @@ __all__ = [
     "PREDICTOR_READY",
     "PROGRESSING",
     "READY",
+    "RETRAIN_RESULT_KEY",
     "STORE_MOUNT",
     "TRACE_DIR",
     "VERSION",

@@ -17,7 +17,15 @@ import kopf
 
 from ltr_operator import constants as c
 from ltr_operator.config import OperatorConfig
-from ltr_operator.kube import ApiError, Credentials, KubeClient, event_for, load_credentials
+from ltr_operator.kube import (
+    USER_AGENT,
+    ApiError,
+    Connection,
+    KubeClient,
+    connection,
+    event_for,
+    load_configuration,
+)
 from ltr_operator.reconcile import NamespaceTerminating, namespace_terminating, now_text, reconcile
 
 # Children the operator watches for drift (deleted → recreated) and status (Deployment, Pods).
@@ -80,14 +88,14 @@ class Reconciler:
             self._busy.discard(key)
 
 
-def to_connection_info(creds: Credentials) -> kopf.ConnectionInfo:
+def to_connection_info(conn: Connection) -> kopf.ConnectionInfo:
     return kopf.ConnectionInfo(
-        server=creds.server,
-        token=creds.token,
-        insecure=creds.insecure or None,
-        ca_data=creds.ca_data.encode() if creds.ca_data else None,
-        certificate_data=creds.cert_data.encode() if creds.cert_data else None,
-        private_key_data=creds.key_data.encode() if creds.key_data else None,
+        server=conn.server,
+        token=conn.token,
+        insecure=conn.insecure or None,
+        ca_path=conn.ca_path,
+        certificate_path=conn.cert_path,
+        private_key_path=conn.key_path,
     )
 
 
@@ -97,14 +105,10 @@ def build_registry(cfg: OperatorConfig) -> kopf.OperatorRegistry:
     state: dict[str, Any] = {}
     resource = (c.GROUP, c.VERSION, c.PLURAL)
 
-    def credentials() -> Credentials:
-        if "creds" not in state:
-            state["creds"] = load_credentials(cfg.kubeconfig)
-        return state["creds"]
-
     @kopf.on.login(registry=registry)
-    def login(**_: Any) -> kopf.ConnectionInfo:
-        return to_connection_info(credentials())
+    async def login(**_: Any) -> kopf.ConnectionInfo:
+        """Loaded afresh on every (re-)login: a rotated service-account token, a new exec-plugin token."""
+        return to_connection_info(await connection(await load_configuration(cfg.kubeconfig)))
 
     @kopf.on.startup(registry=registry)
     async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
@@ -118,7 +122,7 @@ def build_registry(cfg: OperatorConfig) -> kopf.OperatorRegistry:
         settings.posting.level = logging.WARNING
         settings.watching.server_timeout = 300
         settings.networking.request_timeout = 30
-        client = KubeClient(credentials())
+        client = KubeClient(await load_configuration(cfg.kubeconfig), user_agent=USER_AGENT)
         await client.__aenter__()
         state["client"], state["reconciler"], state["known"] = client, Reconciler(client, cfg), set()
         state["resync"] = asyncio.create_task(resync_loop(), name="ltr-resync")
@@ -156,9 +160,6 @@ def build_registry(cfg: OperatorConfig) -> kopf.OperatorRegistry:
     @kopf.on.resume(*resource, registry=registry)
     @kopf.on.create(*resource, registry=registry)
     @kopf.on.update(*resource, field="spec", registry=registry)
-    @kopf.on.field(
-        *resource, field=("metadata", "annotations", c.ANNOTATION_RETRAIN_RESULT), registry=registry
-    )
     async def changed(*, name: str, namespace: str | None, **_: Any) -> None:
         assert namespace is not None, "LTRServing is namespaced"
         await run(namespace, name)

@@ -38,6 +38,7 @@ def names(owner_name: str) -> dict[str, str]:
         "configmap": f"{owner_name}-sidecar",
         "pvc": f"{owner_name}-store",
         "retrain": f"{owner_name}-retrain",
+        "retrain_result": f"{owner_name}-retrain-result",
         "admin": f"{owner_name}-admin",
         "netpol": owner_name,
     }

@@ -20,11 +20,9 @@ OPERATOR_RULES: list[Rule] = [
     {"apiGroups": [c.GROUP], "resources": [f"{c.PLURAL}/status"], "verbs": ["get", "patch"]},
     # Children created, repaired and watched; never deleted by the operator (owner references do that).
     {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": _CHILD_VERBS},
-    {
-        "apiGroups": [""],
-        "resources": ["services", "configmaps", "persistentvolumeclaims"],
-        "verbs": _CHILD_VERBS,
-    },
+    {"apiGroups": [""], "resources": ["services", "persistentvolumeclaims"], "verbs": _CHILD_VERBS},
+    # ConfigMaps: the sidecar config, and the retrain result, removed when retraining is turned off.
+    {"apiGroups": [""], "resources": ["configmaps"], "verbs": [*_CHILD_VERBS, "delete"]},
     # The admin-plane token Secret: written, never read (create, else patch; no get, list or watch).
     {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create", "patch"]},
     # The NetworkPolicy: removed when spec.networkPolicy.enabled turns false.
@@ -67,8 +65,9 @@ PEERING_RULES: list[Rule] = [
     },
 ]
 
-# The Role the operator creates for each retrain job; RBAC lets it grant only what it holds itself.
-RETRAIN_JOB_RULES: list[Rule] = [{"apiGroups": [c.GROUP], "resources": [c.PLURAL], "verbs": ["get", "patch"]}]
+# The Role the operator creates for each retrain job (narrowed to its result ConfigMap by resourceNames);
+# RBAC lets the operator grant only what it holds itself.
+RETRAIN_JOB_RULES: list[Rule] = [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "patch"]}]
 
 
 def allows(rules: list[Rule], group: str, resource: str, verb: str) -> bool:

@@ -324,7 +324,12 @@ async def reconcile(
             f"(spec.predictor.store.existingClaim) does not exist in "
             f"namespace {owner.namespace}",
         )
-    retrain = parse_retrain_result(annotations.get(c.ANNOTATION_RETRAIN_RESULT))
+    report = (
+        await client.get("ConfigMap", owner.namespace, builders.names(owner.name)["retrain_result"])
+        if spec is not None and spec.retraining.enabled
+        else None
+    )
+    retrain = parse_retrain_result(((report or {}).get("data") or {}).get(c.RETRAIN_RESULT_KEY))
     promoted = annotations.get(c.ANNOTATION_PROMOTED, "")
     selector = builders.selector(owner)
     pods = await client.list("Pod", owner.namespace, selector) if spec else []

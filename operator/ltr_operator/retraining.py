@@ -7,12 +7,24 @@ from typing import Any
 from ltr.contract import EXIT_INSUFFICIENT, EXIT_REJECTED
 from ltr_operator import constants as c
 from ltr_operator.objects import Inputs, Owner, labels, meta, names, store_volume
+from ltr_operator.rbac import RETRAIN_JOB_RULES
 from ltr_operator.security import SIDECAR_SECURITY_CONTEXT
 from ltr_operator.spec import LTRServingSpec
 
 
+def build_retrain_result(owner: Owner) -> dict[str, Any]:
+    """The ConfigMap the job writes its JSON result into (key RETRAIN_RESULT_KEY). The operator owns only
+    its metadata (server-side apply never touches `data`); the job owns `data`."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": meta(owner, names(owner.name)["retrain_result"], "retrain"),
+    }
+
+
 def build_retrain_rbac(owner: Owner) -> list[dict[str, Any]]:
-    """ServiceAccount + Role + RoleBinding letting the job write its result annotation (this object only)."""
+    """ServiceAccount + Role + RoleBinding letting the job write its result ConfigMap and nothing else:
+    not the LTRServing (whose spec chooses images and predictors), not other ConfigMaps."""
     name = names(owner.name)["retrain"]
     return [
         {
@@ -26,12 +38,7 @@ def build_retrain_rbac(owner: Owner) -> list[dict[str, Any]]:
             "kind": "Role",
             "metadata": meta(owner, name, "retrain"),
             "rules": [
-                {
-                    "apiGroups": [c.GROUP],
-                    "resources": [c.PLURAL],
-                    "resourceNames": [owner.name],
-                    "verbs": ["get", "patch"],
-                }
+                {**rule, "resourceNames": [names(owner.name)["retrain_result"]]} for rule in RETRAIN_JOB_RULES
             ],
         },
         {
@@ -59,8 +66,8 @@ def retrain_args(owner: Owner, spec: LTRServingSpec, base_version: str) -> list[
         str(r.min_samples),
         "--min-kendall-tau",
         str(r.min_kendall_tau),
-        "--report-annotation",
-        f"{owner.namespace}/{owner.name}",
+        "--report-configmap",
+        f"{owner.namespace}/{names(owner.name)['retrain_result']}",
     ]
     return args + (["--base", base_version] if base_version else [])
 

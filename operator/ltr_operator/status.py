@@ -24,7 +24,7 @@ class Problem:
 
 @dataclass(frozen=True)
 class RetrainResult:
-    """The retrain job's report (annotation ltrserving.dev/retrain-result)."""
+    """The retrain job's report (ConfigMap <name>-retrain-result, key result.json)."""
 
     status: str  # published | insufficient_data | rejected
     candidate: str = ""
@@ -36,7 +36,7 @@ class RetrainResult:
 
 
 def parse_retrain_result(text: str | None) -> RetrainResult | Problem | None:
-    """The annotation's JSON as a RetrainResult, a Problem when malformed, None when absent."""
+    """The report's JSON as a RetrainResult, a Problem when malformed, None when absent."""
     if not text:
         return None
     try:
@@ -62,7 +62,7 @@ def parse_retrain_result(text: str | None) -> RetrainResult | Problem | None:
     except (ValueError, KeyError, TypeError) as exc:
         return Problem(
             "InvalidRetrainResult",
-            f"annotation {c.ANNOTATION_RETRAIN_RESULT} is not a valid retrain result: {exc}",
+            f"ConfigMap key {c.RETRAIN_RESULT_KEY} is not a valid retrain result: {exc}",
         )
 
 

@@ -29,7 +29,6 @@ LABEL_COMPONENT = "app.kubernetes.io/component"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 LABEL_OWNER = f"{GROUP}/ltrserving"  # the owning LTRServing's name, on every child and pod
 ANNOTATION_CHECKSUM = f"{GROUP}/config-checksum"  # pod template: config minus predictor_version
-ANNOTATION_RETRAIN_RESULT = f"{GROUP}/retrain-result"  # JSON written by `ltr predictor retrain`
 ANNOTATION_PROMOTED = f"{GROUP}/promoted-version"  # the operator's promotion record
 
 # -- the sidecar's config file and mounts (written by the operator, read by the sidecar) -----------------
@@ -39,7 +38,11 @@ STORE_MOUNT = "/var/lib/ltr"
 PREDICTOR_DIR = f"{STORE_MOUNT}/predictors"
 TRACE_DIR = f"{STORE_MOUNT}/traces"
 
-# -- retrain job exit codes (the CronJob's pods report them; the operator reads the annotation) ---------
+# -- the retrain job's report: JSON under this key of ConfigMap <name>-retrain-result, the one object ----
+# -- the job's Role may write (get/patch/update on that name); the operator reads it ------------------
+RETRAIN_RESULT_KEY = "result.json"
+
+# -- retrain job exit codes (the CronJob's pods report them besides the result) -------------------------
 EXIT_PUBLISHED, EXIT_ERROR, EXIT_INSUFFICIENT, EXIT_REJECTED = 0, 1, 3, 4
 
 

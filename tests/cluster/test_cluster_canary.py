@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from ltr.contract import RETRAIN_RESULT_KEY
 from tests.support.cluster import ltrs
 from tests.support.cluster.cluster import Cluster, wait
 from tests.support.cluster.release import OperatorRelease
@@ -56,13 +57,21 @@ def _start_canary(cluster: Cluster, namespace: str) -> tuple[dict[str, Any], lis
     cluster.kubectl(
         "-n",
         namespace,
-        "annotate",
-        "ltrs",
-        "m",
-        "--overwrite",
-        f"ltrserving.dev/retrain-result={json.dumps(result)}",
+        "patch",
+        "configmap",
+        "m-retrain-result",
+        "--type=merge",
+        "-p",
+        json.dumps({"data": {RETRAIN_RESULT_KEY: json.dumps(result)}}),
         kubeconfig=job_identity,
     )
+    for forbidden in (  # the job's Role: its result ConfigMap only (issue 13, least privilege)
+        ("annotate", "ltrs", "m", "--overwrite", "x=y"),
+        ("patch", "configmap", "m-sidecar", "--type=merge", "-p", '{"data":{"x":"y"}}'),
+        ("create", "configmap", "other"),
+    ):
+        denied = cluster.kubectl("-n", namespace, *forbidden, kubeconfig=job_identity, check=False)
+        assert denied.returncode != 0 and "forbidden" in denied.stderr.lower(), (forbidden, denied.stderr)
 
     def canary_loaded() -> dict[str, Any] | None:
         predictor = ltrs.get(cluster, namespace, "m").get("status", {}).get("predictor", {})

@@ -10,13 +10,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from ltr.contract import RETRAIN_RESULT_KEY
 from tests.support.cluster import ltrs
 from tests.support.cluster.cluster import Cluster, wait
 from tests.support.cluster.release import OperatorRelease
 from tests.support.cluster.tools import REPO_ROOT
 
 pytestmark = pytest.mark.cluster
-RETRAIN_RESULT = "ltrserving.dev/retrain-result"
 
 
 def _retraining(window: str, min_samples: int = 40) -> dict:
@@ -43,8 +43,8 @@ def _run_job(cluster: Cluster, namespace: str, name: str, timeout_s: float = 300
 
 
 def _result(cluster: Cluster, namespace: str) -> dict:
-    annotations = ltrs.get(cluster, namespace, "m")["metadata"].get("annotations") or {}
-    return json.loads(annotations.get(RETRAIN_RESULT, "{}"))
+    report = cluster.api.get(f"/api/v1/namespaces/{namespace}/configmaps/m-retrain-result")
+    return json.loads((report.get("data") or {}).get(RETRAIN_RESULT_KEY, "{}"))
 
 
 def test_cronjob_retrain_publishes_and_the_operator_promotes(

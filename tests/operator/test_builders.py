@@ -45,7 +45,8 @@ def test_deployment_shape() -> None:
     # The engine listens on loopback (kubelet cannot reach it): its probes ask the sidecar.
     assert engine["args"][engine["args"].index("--host") + 1] == "127.0.0.1"
     assert engine["startupProbe"]["failureThreshold"] == 180
-    assert engine["readinessProbe"]["httpGet"] == {"path": "/engine-health", "port": "http"}
+    # by number: kubelet resolves a named probe port among the engine container's own ports only
+    assert engine["readinessProbe"]["httpGet"] == {"path": "/engine-health", "port": 8080}
     esc = engine["securityContext"]
     assert esc["allowPrivilegeEscalation"] is False and esc["capabilities"] == {"drop": ["ALL"]}
     assert esc["seccompProfile"] == {"type": "RuntimeDefault"}
@@ -128,3 +129,15 @@ def test_optional_children() -> None:
     ]
     assert builders.retired_children(OWNER, full) == []
     assert ("CronJob", "demo-retrain") in builders.retired_children(OWNER, existing)
+
+
+@pytest.mark.parametrize("engine", ["vllm", "sglang", "tgi"])
+def test_named_probe_ports_resolve_in_their_own_container(engine: str) -> None:
+    """kubelet looks a probe's named port up among that container's ports only."""
+    pod = builders.build_deployment(OWNER, spec(model={"name": "m", "engine": engine}), INPUTS)
+    for container in pod["spec"]["template"]["spec"]["containers"]:
+        own = {p["name"] for p in container.get("ports") or []}
+        for kind in ("startupProbe", "readinessProbe", "livenessProbe"):
+            action = (container.get(kind) or {}).get("httpGet") or {}
+            port = action.get("port")
+            assert not isinstance(port, str) or port in own, (container["name"], kind, port)

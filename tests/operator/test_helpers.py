@@ -1,15 +1,13 @@
-"""Operator helpers: merge-patch logic, pod addresses, kubeconfig loading, the render CLI."""
+"""Operator helpers: merge-patch logic, pod addresses, the render CLI."""
 
 from __future__ import annotations
 
-import base64
 from pathlib import Path
 
 import pytest
 import yaml
 
 from ltr_operator.cli import main as cli_main
-from ltr_operator.kube import load_credentials, path_for
 from ltr_operator.podprobe import pod_address
 from ltr_operator.reconcile import (
     contains,
@@ -34,38 +32,6 @@ def test_pod_address() -> None:
     assert pod_address({"status": {"phase": "Running", "podIP": "fd00::1"}}, 1) == "[fd00::1]:1"
     assert pod_address({"status": {"phase": "Pending"}}, 1) is None
     assert pod_address({"metadata": {"deletionTimestamp": "x"}, "status": running["status"]}, 1) is None
-
-
-def test_kubeconfig_loading(tmp_path: Path) -> None:
-    ca = base64.b64encode(b"-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----\n").decode()
-    path = tmp_path / "config"
-    path.write_text(
-        yaml.safe_dump(
-            {
-                "current-context": "b",
-                "contexts": [
-                    {"name": "a", "context": {"cluster": "c1", "user": "u1"}},
-                    {"name": "b", "context": {"cluster": "c2", "user": "u2"}},
-                ],
-                "clusters": [
-                    {"name": "c1", "cluster": {"server": "https://one"}},
-                    {
-                        "name": "c2",
-                        "cluster": {"server": "https://two:6443/", "certificate-authority-data": ca},
-                    },
-                ],
-                "users": [{"name": "u1", "user": {}}, {"name": "u2", "user": {"token": "tok"}}],
-            }
-        )
-    )
-    creds = load_credentials(str(path))
-    assert (
-        creds.server == "https://two:6443" and creds.token == "tok" and "BEGIN CERTIFICATE" in creds.ca_data
-    )
-    with pytest.raises(ValueError, match="cannot use kubeconfig"):
-        load_credentials(str(tmp_path / "missing"))
-    assert path_for("Deployment", "ns", "d", "status") == "/apis/apps/v1/namespaces/ns/deployments/d/status"
-    assert path_for("ConfigMap", "ns") == "/api/v1/namespaces/ns/configmaps"
 
 
 def test_cli_render_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

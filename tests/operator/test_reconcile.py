@@ -295,12 +295,21 @@ async def test_retraining_children_follow_the_spec(http: Http, operator: KopfThr
     job = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
     args = job["containers"][0]["args"]
     assert args[:2] == ["predictor", "retrain"] and args[args.index("--min-samples") + 1] == "50"
-    assert args[args.index("--report-annotation") + 1] == f"{NS}/demo"
+    assert args[args.index("--report-configmap") + 1] == f"{NS}/demo-retrain-result"
+    assert await http.get(f"/api/v1/namespaces/{NS}/configmaps/demo-retrain-result") is not None
     assert job["serviceAccountName"] == "demo-retrain"
     role = await http.get(f"/apis/rbac.authorization.k8s.io/v1/namespaces/{NS}/roles/demo-retrain")
-    assert role["rules"][0]["resourceNames"] == ["demo"]
+    assert role["rules"] == [
+        {
+            "apiGroups": [""],
+            "resources": ["configmaps"],
+            "resourceNames": ["demo-retrain-result"],
+            "verbs": ["get", "patch"],
+        }
+    ]  # the job cannot write the LTRServing (its spec picks images and predictors)
     await http.patch(f"{LTRS}/demo", {"spec": {"retraining": {"enabled": False}}})
     await eventually(lambda: _gone(http, f"{CRON}/demo-retrain"))
+    await eventually(lambda: _gone(http, f"/api/v1/namespaces/{NS}/configmaps/demo-retrain-result"))
     assert await http.get(f"{PVC}/demo-store") is not None  # data kept
 
 

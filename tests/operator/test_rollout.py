@@ -1,7 +1,7 @@
 """Closed loop on the kmock harness: retrain results → status, autoPromote gate, pin wins, canary.
 
-The retrain job is simulated by writing its result annotation; sidecars are real gRPC PredictorAdmin
-servers (FakeSidecar) on 127.0.0.x that report online Kendall tau per loaded version.
+The retrain job is simulated by writing its result ConfigMap (loop-retrain-result); sidecars are real
+gRPC PredictorAdmin servers (FakeSidecar) on 127.0.0.x that report online Kendall tau per loaded version.
 """
 
 from __future__ import annotations
@@ -46,26 +46,11 @@ def manifest(**spec: Any) -> dict[str, Any]:
 
 
 async def report(http: Http, **result: Any) -> None:
-    """What `ltr predictor retrain --report-annotation` writes."""
-    await http.patch(
-        f"{LTRS}/loop",
-        {
-            "metadata": {
-                "annotations": {
-                    c.ANNOTATION_RETRAIN_RESULT: json.dumps(
-                        {
-                            "candidate": "",
-                            "candidate_kendall_tau": None,
-                            "current_kendall_tau": None,
-                            "samples": 0,
-                            "reason": "",
-                            **result,
-                        }
-                    )
-                }
-            }
-        },
-    )
+    """What `ltr predictor retrain --report-configmap` writes (once the operator made the ConfigMap)."""
+    await eventually(lambda: http.get(f"{CM}/loop-retrain-result"))
+    empty = {"candidate": "", "candidate_kendall_tau": None, "current_kendall_tau": None, "samples": 0}
+    text = json.dumps({**empty, "reason": "", **result})
+    await http.patch(f"{CM}/loop-retrain-result", {"data": {c.RETRAIN_RESULT_KEY: text}})
 
 
 async def config_version(http: Http) -> str | None:

@@ -10,13 +10,17 @@ from pathlib import Path
 import pytest
 
 from ltr.cli import main as ltr_main
-from ltr.contract import ANNOTATION_RETRAIN_RESULT as ANNOTATION
 from ltr_sidecar.predictor import PromptLengthPredictor, bundled_predictor_path, load_predictor
-from ltr_sidecar.predictor.ops.retrain import parse_window, report_annotation
+from ltr_sidecar.predictor.ops.retrain import parse_target, parse_window
 from ltr_sidecar.predictor.runtime.store import PredictorStore
 from tests.support.predictor import synthetic_examples, write_jsonl
 
 FAST_ARGS = ["--backbone", "fast", "--fast-buckets", "16384", "--fast-dim", "8", "--lr", "0.01", "--quiet"]
+
+
+def retrain_argv(traces: Path, store_root: Path) -> list[str]:
+    """`ltr predictor retrain` over every trace in `traces` into `store_root`."""
+    return ["predictor", "retrain", "--traces", str(traces), "--store", str(store_root), "--window", "0"]
 
 
 def run_ltr(capsys, *argv: str) -> tuple[int, str, str]:
@@ -125,14 +129,7 @@ def _retrain(capsys, traces: Path, store: PredictorStore, *extra: str) -> tuple[
     """`ltr predictor retrain` over all traces with the small fast-ranker settings (6 epochs)."""
     return run_ltr(
         capsys,
-        "predictor",
-        "retrain",
-        "--traces",
-        str(traces),
-        "--store",
-        str(store.root),
-        "--window",
-        "0",
+        *retrain_argv(traces, store.root),
         "--min-samples",
         "100",
         "--epochs",
@@ -187,18 +184,8 @@ def test_retrain_beats_weak_base_and_publishes_lineage(capsys, tmp_path):
     # the gate: an unreachable minimum rejects (exit 4) and publishes nothing
     code, out, _ = run_ltr(
         capsys,
-        "predictor",
-        "retrain",
-        "--traces",
-        str(traces),
-        "--store",
-        str(store.root),
-        "--window",
-        "0",
-        "--min-samples",
-        "100",
-        "--epochs",
-        "1",
+        *retrain_argv(traces, store.root),
+        *["--min-samples", "100", "--epochs", "1"],
         "--min-kendall-tau",
         "0.999",
         *FAST_ARGS,
@@ -215,21 +202,10 @@ def test_window_parsing_and_annotation_report():
     assert parse_window("30m") == 1800 and parse_window("24h") == 86400 and parse_window("0") is None
     with pytest.raises(ValueError, match="bad --window"):
         parse_window("soon")
-
-    class FakeApi:
-        def __init__(self) -> None:
-            self.calls: list[tuple] = []
-
-        def patch_namespaced_custom_object(self, *args):
-            self.calls.append(args)
-
-    api = FakeApi()
-    report_annotation("ns1/llama", {"status": "published", "candidate": "v2"}, api=api)
-    group, version, ns, plural, name, body = api.calls[0]
-    assert (group, version, ns, plural, name) == ("ltrserving.dev", "v1alpha1", "ns1", "ltrservings", "llama")
-    assert json.loads(body["metadata"]["annotations"][ANNOTATION])["candidate"] == "v2"
-    with pytest.raises(ValueError, match="NAMESPACE/NAME"):
-        report_annotation("just-a-name", {}, api=api)
+    assert parse_target("ns1/llama-retrain-result") == ("ns1", "llama-retrain-result")
+    for bad in ("just-a-name", "a/b/c", "/x", "x/"):
+        with pytest.raises(ValueError, match="NAMESPACE/NAME"):
+            parse_target(bad)
 
 
 def test_retrain_fine_tunes_a_weak_neural_base(capsys, tmp_path):
@@ -313,18 +289,8 @@ def test_first_retrain_of_an_empty_store_fine_tunes_the_bundled_ranker(capsys, t
     store = PredictorStore(tmp_path / "store")
     code, out, err = run_ltr(
         capsys,
-        "predictor",
-        "retrain",
-        "--traces",
-        str(traces),
-        "--store",
-        str(store.root),
-        "--window",
-        "0",
-        "--min-samples",
-        "100",
-        "--epochs",
-        "1",
+        *retrain_argv(traces, store.root),
+        *["--min-samples", "100", "--epochs", "1"],
     )
     result = json.loads(out)
     bundled = load_predictor(bundled_predictor_path())

@@ -29,8 +29,12 @@ class MountPending(Exception):
     """A volume cannot be set up yet (missing object, unbound claim); kubelet retries: FailedMount."""
 
 
-def write_atomic(target: Path, payload: Payload) -> bool:
-    """Make `target` hold exactly `payload` (kubelet's AtomicWriter); False when nothing changed."""
+def write_atomic(target: Path, payload: Payload, fs_group: int | None = None) -> bool:
+    """Make `target` hold exactly `payload` (kubelet's AtomicWriter); False when nothing changed.
+    With the pod's fsGroup, files belong to that group and are group-readable (kubelet's
+    SetVolumeOwnership: a 0400 Secret key becomes 0440 root:fsGroup)."""
+    if fs_group is not None:
+        payload = {rel: (content, mode | 0o040) for rel, (content, mode) in payload.items()}
     target.mkdir(parents=True, exist_ok=True)
     data_link = target / "..data"
     if data_link.is_symlink():
@@ -49,6 +53,8 @@ def write_atomic(target: Path, payload: Payload) -> bool:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(content)
         path.chmod(mode)
+        if fs_group is not None:
+            os.chown(path, -1, fs_group)
     previous = os.readlink(data_link) if data_link.is_symlink() else None
     tmp_link = target / "..data_tmp"
     tmp_link.unlink(missing_ok=True)
@@ -89,6 +95,11 @@ class PodVolumes:
     pvc_paths: dict[str, Path] = field(default_factory=dict)
     view: Callable[[], dict[str, Any]] | None = None  # the pod with the IPs kubelet knows
     tokens: dict[str, tuple[float, float, bytes]] = field(default_factory=dict)  # path → (got, ttl, token)
+
+    @property
+    def fs_group(self) -> int | None:
+        group = (self.pod["spec"].get("securityContext") or {}).get("fsGroup")
+        return None if group is None else int(group)
 
     @property
     def ns(self) -> str:
@@ -222,7 +233,7 @@ class PodVolumes:
                     raise MountPending(
                         f"volume {name}: unsupported volume type {sorted(set(volume) - {'name'})}"
                     )
-                write_atomic(target, payload)
+                write_atomic(target, payload, self.fs_group)
             paths[name] = target
         return paths
 
@@ -234,6 +245,6 @@ class PodVolumes:
                 payload = await self.payload(volume)
             except (MountPending, ApiError):
                 continue  # kubelet keeps the last good content
-            if payload is not None and write_atomic(self.root / volume["name"], payload):
+            if payload is not None and write_atomic(self.root / volume["name"], payload, self.fs_group):
                 changed.append(volume["name"])
         return changed

@@ -232,10 +232,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model-name", default=None, help="only traces of this model")
     p.add_argument("--result-file", default=None, help="also write the JSON result here")
     p.add_argument(
-        "--report-annotation",
+        "--report-configmap",
         default=None,
         metavar="NS/NAME",
-        help="patch LTRServing NS/NAME annotation ltrserving.dev/retrain-result with the result",
+        help="write the result into ConfigMap NS/NAME, key result.json (what the operator reads)",
     )
     p.add_argument("--now", type=float, default=None, help=argparse.SUPPRESS)
     _add_train_args(p)

@@ -88,7 +88,7 @@ class RetrainOptions:
     protect: tuple[str, ...] = ()
     model_name: str | None = None
     result_file: str | None = None
-    report_annotation: str | None = None
+    report_configmap: str | None = None
     now: float | None = None
     train: TrainOptions = field(default_factory=TrainOptions)
 

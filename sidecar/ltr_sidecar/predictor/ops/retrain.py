@@ -5,8 +5,8 @@ Steps: read traces in the window (corrupt / prompt-less lines skipped and counte
 (newest `--holdout-fraction` held out) -> fine-tune the base version (default: the store's latest;
 with an empty store the bundled ranker; `--base none` or `--backbone X` trains fresh) -> evaluate
 candidate AND current on the same held-out slice ->
-publish an immutable version with lineage if the gate passes -> print (and optionally write/annotate)
-one JSON result.
+publish an immutable version with lineage if the gate passes -> print (and optionally write to a file
+and/or the result ConfigMap) one JSON result.
 
 Exit codes: 0 published, 3 insufficient data, 4 rejected by the gate, 1 error.
 Gate: candidate τ >= --min-kendall-tau and candidate τ > current τ on the held-out slice.
@@ -14,6 +14,7 @@ Gate: candidate τ >= --min-kendall-tau and candidate τ > current τ on the hel
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 import tempfile
@@ -22,22 +23,28 @@ from pathlib import Path
 from typing import Any
 
 from ltr.contract import (
-    ANNOTATION_RETRAIN_RESULT,
     EXIT_INSUFFICIENT,
     EXIT_PUBLISHED,
     EXIT_REJECTED,
-    GROUP,
-    PLURAL,
-    VERSION,
+    RETRAIN_RESULT_KEY,
     parse_duration,
 )
+from ltr.kube import KubeClient, load_configuration
 from ltr_sidecar.data.traces import read_traces
 from ltr_sidecar.predictor.ops.evaluate import evaluate
 from ltr_sidecar.predictor.ops.options import RetrainOptions
 from ltr_sidecar.predictor.runtime.base import Predictor
 from ltr_sidecar.predictor.runtime.registry import bundled_predictor_path, load_predictor
 
-__all__ = ["EXIT_INSUFFICIENT", "EXIT_PUBLISHED", "EXIT_REJECTED", "parse_window", "run_retrain"]
+FIELD_MANAGER = "ltr-retrain"
+__all__ = [
+    "EXIT_INSUFFICIENT",
+    "EXIT_PUBLISHED",
+    "EXIT_REJECTED",
+    "parse_window",
+    "report_result",
+    "run_retrain",
+]
 
 
 def parse_window(text: str) -> float | None:
@@ -51,21 +58,31 @@ def parse_window(text: str) -> float | None:
         raise ValueError(f"bad --window {text!r}: {exc}; or 0 for all traces") from None
 
 
-def report_annotation(target: str, result: dict[str, Any], api: Any = None) -> None:
-    """Patch LTRServing `NS/NAME`'s annotation with the JSON result (in-cluster config by default)."""
+def parse_target(target: str) -> tuple[str, str]:
+    """NAMESPACE/NAME → (namespace, name); ValueError otherwise."""
     if target.count("/") != 1 or not all(target.split("/")):
-        raise ValueError(f"--report-annotation wants NAMESPACE/NAME, got {target!r}")
+        raise ValueError(f"--report-configmap wants NAMESPACE/NAME, got {target!r}")
     namespace, name = target.split("/")
-    if api is None:
-        from kubernetes import client, config
+    return namespace, name
 
-        try:
-            config.load_incluster_config()
-        except config.ConfigException:
-            config.load_kube_config()
-        api = client.CustomObjectsApi()
-    body = {"metadata": {"annotations": {ANNOTATION_RETRAIN_RESULT: json.dumps(result, sort_keys=True)}}}
-    api.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name, body)
+
+def report_result(target: str, result: dict[str, Any], kubeconfig: str | None = None) -> None:
+    """Write the JSON result into ConfigMap `NS/NAME` (key RETRAIN_RESULT_KEY) by merge patch: the one
+    object the job's Role lets it write. In-cluster credentials unless `kubeconfig` is given."""
+    namespace, name = parse_target(target)
+
+    async def write() -> None:
+        async with KubeClient(await load_configuration(kubeconfig), user_agent=FIELD_MANAGER) as kube:
+            text = json.dumps(result, sort_keys=True)
+            await kube.patch(
+                "ConfigMap",
+                namespace,
+                name,
+                {"data": {RETRAIN_RESULT_KEY: text}},
+                field_manager=FIELD_MANAGER,
+            )
+
+    asyncio.run(write())
 
 
 def _log(msg: str, quiet: bool) -> None:
@@ -80,11 +97,11 @@ def _finish(args: RetrainOptions, result: dict[str, Any], code: int) -> int:
     if args.result_file:
         Path(args.result_file).parent.mkdir(parents=True, exist_ok=True)
         Path(args.result_file).write_text(text + "\n", encoding="utf-8")
-    if args.report_annotation:
+    if args.report_configmap:
         try:
-            report_annotation(args.report_annotation, result)
+            report_result(args.report_configmap, result)
         except Exception as exc:  # reporting must not hide the job's own outcome
-            print(f"[retrain] warning: could not annotate {args.report_annotation}: {exc}", file=sys.stderr)
+            print(f"[retrain] warning: could not report to {args.report_configmap}: {exc}", file=sys.stderr)
     return code
 
 
