@@ -127,8 +127,12 @@ async def namespace_terminating(client: KubeClient, namespace: str) -> bool:
 
 async def apply_secret(client: KubeClient, owner: builders.Owner, obj: dict[str, Any]) -> str:
     """Write-only server-side apply for Secrets: the operator may not read Secrets at all (RBAC grants
-    only create and patch), so no get first; ownership is checked on what the apply returns."""
+    only create and patch), so no get first; ownership is checked on what the apply returns. Not in a
+    namespace being deleted: the apply would recreate a Secret its controller removed (a 403 per pass,
+    found on the cluster tier)."""
     meta = obj["metadata"]
+    if await namespace_terminating(client, meta["namespace"]):
+        raise NamespaceTerminating(meta["namespace"])
     try:
         written = await client.apply(obj)
     except ApiError as exc:
