@@ -13,7 +13,7 @@ import pytest
 from ltr.cli import main as ltr_main
 from ltr_sidecar.data.datasets import SAMPLE_HELDOUT, SAMPLE_TRAIN
 from ltr_sidecar.predictor.runtime.store import PredictorStore
-from tests.support.loop import read_sample
+from tests.support.loop import FAST_CPU, read_sample
 
 WEAK_VERSION = "v1"
 WEAK_TRAIN_ROWS = 300
@@ -47,16 +47,8 @@ def weak_store(tmp_path: Path, sample_rows: dict[str, list[dict[str, Any]]]) -> 
             "train",
             "--data",
             str(data),
-            "--backbone",
-            "fast",
-            "--epochs",
-            "3",
-            "--bucket",
-            "0",
-            "--seed",
-            "0",
-            "--device",
-            "cpu",
+            *["--epochs", "3"],
+            *FAST_CPU,
             "--out",
             str(art),
             "--version",

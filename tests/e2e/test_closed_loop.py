@@ -36,7 +36,7 @@ from ltr_sidecar.predictor.runtime.store import PredictorStore
 from ltr_sidecar.server.app import SidecarApp
 from ltr_sidecar.server.config import SidecarConfig, validate
 from ltr_sidecar.server.traces import TraceRecorder
-from tests.support.loop import Replay, submit
+from tests.support.loop import FAST_CPU, Replay, submit
 from tests.support.sidecar import admin_metadata, write_token
 
 N_REPLAY = 300  # train.jsonl prompts replayed to record the traces the retrain learns from
@@ -171,14 +171,7 @@ async def test_closed_loop_traces_retrain_hot_reload_rollback(
                 "v1",
                 "--min-kendall-tau",
                 "0.2",
-                "--backbone",
-                "fast",
-                "--bucket",
-                "0",
-                "--seed",
-                "0",
-                "--device",
-                "cpu",
+                *FAST_CPU,
                 "--result-file",
                 str(result_file),
                 "--quiet",

@@ -17,6 +17,8 @@ from ltr.v1 import scheduler_pb2 as pb
 from ltr.v1 import scheduler_pb2_grpc as pb_grpc
 
 MAX_REPLAY_TOKENS = 48
+#: Training flags of the closed-loop tests: the fast ranker, deterministic, on CPU.
+FAST_CPU = ["--backbone", "fast", "--bucket", "0", "--seed", "0", "--device", "cpu"]
 CALL_TIMEOUT_S = 240.0  # per stream; generous: CI cores are shared (pytest-timeout is 300 s)
 
 
