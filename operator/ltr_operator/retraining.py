@@ -62,6 +62,8 @@ def retrain_args(owner: Owner, spec: LTRServingSpec, base_version: str) -> list[
         c.PREDICTOR_DIR,
         "--window",
         r.window,
+        "--time-budget",
+        r.time_budget,
         "--min-samples",
         str(r.min_samples),
         "--min-kendall-tau",

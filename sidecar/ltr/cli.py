@@ -14,7 +14,10 @@ from ltr import __version__
 
 # name -> (module with main(argv), one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "predictor": ("ltr_sidecar.predictor.ops.cli", "train, evaluate, score and retrain length predictors"),
+    "predictor": (
+        "ltr_sidecar.predictor.ops.cli",
+        "train, evaluate, score, calibrate and retrain length predictors",
+    ),
     "sidecar": ("ltr_sidecar.server.cli", "run the scheduling sidecar (gRPC + OpenAI-compatible HTTP)"),
     "operator": ("ltr_operator.cli", "run the kopf operator that reconciles LTRServing resources"),
     "bench": ("ltr_sidecar.bench.cli", "replay benchmark (real engine or simulator), predictor benchmark"),

@@ -1,4 +1,5 @@
-"""Pure statistics shared by every part: Kendall's τ-b (O(n log n), Knight's algorithm) and percentiles."""
+"""Pure statistics shared by every part: Kendall's τ-b (O(n log n), Knight's algorithm), Spearman's ρ and
+percentiles."""
 
 from __future__ import annotations
 
@@ -79,6 +80,38 @@ def kendall_tau_b(x: Sequence[float], y: Sequence[float]) -> float:
         return float("nan")
     concordant_minus_discordant = n0 - n1 - n2 + n3 - 2 * swaps
     return concordant_minus_discordant / denom
+
+
+def _average_ranks(values: Sequence[float]) -> list[float]:
+    """1-based ranks, ties sharing the mean of their positions."""
+    order = sorted(range(len(values)), key=lambda i: values[i])
+    ranks = [0.0] * len(values)
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
+            j += 1
+        for k in range(i, j + 1):
+            ranks[order[k]] = (i + j) / 2 + 1
+        i = j + 1
+    return ranks
+
+
+def spearman_rho(x: Sequence[float], y: Sequence[float]) -> float:
+    """Spearman's ρ (Pearson correlation of average ranks); NaN when either side is constant or has
+    fewer than two items; ValueError on unequal lengths or NaN values."""
+    if len(x) != len(y):
+        raise ValueError(f"spearman_rho: sequences differ in length ({len(x)} vs {len(y)})")
+    if any(math.isnan(float(v)) for v in (*x, *y)):
+        raise ValueError("spearman_rho: NaN values")
+    if len(x) < 2:
+        return float("nan")
+    rx, ry = _average_ranks([float(v) for v in x]), _average_ranks([float(v) for v in y])
+    mean = (len(x) + 1) / 2
+    cov = sum((a - mean) * (b - mean) for a, b in zip(rx, ry, strict=True))
+    vx = sum((a - mean) ** 2 for a in rx)
+    vy = sum((b - mean) ** 2 for b in ry)
+    return cov / math.sqrt(vx * vy) if vx > 0 and vy > 0 else float("nan")
 
 
 def percentile(values: Sequence[float], q: float) -> float:

@@ -187,6 +187,13 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
     ("port clash", _with("spec.sidecar", {"grpcPort": 8000}), "must all differ"),
     ("tau above 1", _with("spec.retraining", {"minKendallTau": 1.5}), "greater than the maximum of 1"),
     ("schedule in words", _with("spec.retraining", {"schedule": "every six hours"}), "does not match"),
+    ("time budget in words", _with("spec.retraining", {"timeBudget": "five minutes"}), "does not match"),
+    ("time budget too short", _with("spec.retraining", {"timeBudget": "2s"}), "must be at least 10s"),
+    (
+        "time budget beyond the job deadline",
+        _with("spec.retraining", {"timeBudget": "2h", "activeDeadlineSeconds": 3600}),
+        "timeBudget must be shorter than retraining.activeDeadlineSeconds",
+    ),
     (
         "retraining without prompts",
         _with(
@@ -258,6 +265,8 @@ def test_operator_rechecks_the_cel_rules(schema: dict[str, Any], crd_tools: Any)
                 "must all differ",
                 "needs",
                 "maxConcurrency",
+                "at least 10s",
+                "must be shorter than",
             )
         )
     ]

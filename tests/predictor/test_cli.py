@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 from ltr.cli import main as ltr_main
 from ltr_sidecar.predictor import PromptLengthPredictor, bundled_predictor_path, load_predictor
 from ltr_sidecar.predictor.ops.retrain import parse_target, parse_window
+from ltr_sidecar.predictor.runtime.calibration import calibration_of
 from ltr_sidecar.predictor.runtime.store import PredictorStore
 from tests.support.predictor import synthetic_examples, write_jsonl
 
@@ -47,6 +49,8 @@ def trained_dir(tmp_path_factory) -> Path:
                 str(d / "model"),
                 "--epochs",
                 "6",
+                "--length-unit",
+                "tokens",
                 *FAST_ARGS,
             ]
         )
@@ -58,6 +62,37 @@ def trained_dir(tmp_path_factory) -> Path:
 def test_train_writes_loadable_artifact(trained_dir):
     pred = load_predictor(trained_dir)
     assert pred.version == "model" and pred.backbone == "fast"
+    cal = calibration_of(pred)  # fitted on the 30 validation examples
+    assert cal is not None and cal.unit == "tokens" and cal.n == 30
+    scores = pred.score(["give a tiny answer", "give a exhaustive answer"])
+    assert cal.expected_tokens(scores[0]) < cal.expected_tokens(scores[1])
+
+
+def test_calibrate_rewrites_the_manifest_idempotently(capsys, tmp_path, trained_dir, synth_jsonl):
+    art = tmp_path / "art"
+    shutil.copytree(trained_dir, art)
+    argv = ["predictor", "calibrate", str(art), "--data", str(synth_jsonl), "--unit", "tokens"]
+    code, out, err = run_ltr(capsys, *argv, "--max-knots", "8")
+    assert code == 0, err
+    report = json.loads(out)  # one JSON object
+    assert report["knots"] <= 8 and report["n"] == 300 and report["unit"] == "tokens"
+    assert report["spearman"] > 0.8 and report["mae"] < report["mae_median_baseline"]
+    first = (art / "predictor.json").read_bytes()
+    assert run_ltr(capsys, *argv, "--max-knots", "8")[0] == 0
+    assert (art / "predictor.json").read_bytes() == first  # same data, same manifest
+    cal = calibration_of(load_predictor(art))  # checksums still valid
+    assert cal is not None and len(cal.xs) == report["knots"] and cal.n == 300
+    # a malformed calibration is replaced, not a reason to refuse the artifact
+    manifest = json.loads(first)
+    manifest["calibration"]["ys"].reverse()
+    (art / "predictor.json").write_text(json.dumps(manifest))
+    code, _, err = run_ltr(capsys, *argv, "--max-knots", "8")
+    assert code == 0 and "replacing a malformed calibration" in err
+    assert (art / "predictor.json").read_bytes() == first
+    code, _, err = run_ltr(
+        capsys, "predictor", "calibrate", str(tmp_path / "nope"), "--data", str(synth_jsonl)
+    )
+    assert code == 1 and "not found" in err
 
 
 def test_eval_json_contract(capsys, trained_dir, synth_jsonl):
@@ -180,6 +215,7 @@ def test_retrain_beats_weak_base_and_publishes_lineage(capsys, tmp_path):
     assert lineage["parent"] == "v1" and lineage["samples"] == {"train": 288, "holdout": 72}
     assert lineage["data_window"]["last_sample"] == 1_000_000.0 + 359
     assert load_predictor(store.resolve("v2")).version == "v2"
+    assert manifest["calibration"]["unit"] == "tokens"  # trace lengths are engine output tokens
 
     # the gate: an unreachable minimum rejects (exit 4) and publishes nothing
     code, out, _ = run_ltr(
@@ -301,3 +337,33 @@ def test_first_retrain_of_an_empty_store_fine_tunes_the_bundled_ranker(capsys, t
         assert manifest["lineage"]["parent"] == bundled.version and manifest["backbone"] == bundled.backbone
     else:  # the gate may reject one epoch on synthetic data; it still trained from the bundled ranker
         assert code == 4 and result["status"] == "rejected", err
+
+
+def test_retrain_under_a_time_budget_stops_in_time(capsys, tmp_path):
+    import time
+
+    traces = _traces(tmp_path / "t", 600)
+    store = PredictorStore(tmp_path / "store")
+    weak = tmp_path / "weak"
+    PromptLengthPredictor("weak").save(weak)
+    store.publish(weak, "v1")
+    t0 = time.perf_counter()
+    # thousands of epochs and no early stop: only the 3 s budget can end training
+    code, out, err = _retrain(
+        capsys, traces, store, "--epochs", "100000", "--patience", "100000", "--time-budget", "3s"
+    )
+    elapsed = time.perf_counter() - t0
+    result = json.loads(out)
+    assert code == 0, err
+    assert result["time_budget_exhausted"] is True
+    assert result["train_seconds"] <= 3.0  # training, calibration and manifest included
+    assert elapsed < 3.0 + 20.0  # loading traces, evaluating and publishing around the 3 s of training
+    assert result["candidate_kendall_tau"] > result["current_kendall_tau"]  # the best state was kept
+
+
+def test_time_budget_flag_takes_a_positive_duration(capsys):
+    for bad in ("five", "0", "-3s"):
+        with pytest.raises(SystemExit) as exc:
+            ltr_main(["predictor", "train", "--data", "x.jsonl", "--out", "o", "--time-budget", bad])
+        assert exc.value.code == 2
+        assert "--time-budget" in capsys.readouterr().err

@@ -11,7 +11,14 @@ import pytest
 from ltr_sidecar.errors import ErrorCode, SidecarError
 from ltr_sidecar.sampling import SamplingParams
 from ltr_sidecar.server.types import FinalResult, SubmitRequest, TokenChunk
-from tests.support.sidecar import FakeEngine, TaggedPredictor, collect, running_core, tagged
+from tests.support.sidecar import (
+    CalibratedTaggedPredictor,
+    FakeEngine,
+    TaggedPredictor,
+    collect,
+    running_core,
+    tagged,
+)
 
 
 def req(prompt: str, max_tokens: int = 4, **kw) -> SubmitRequest:
@@ -37,6 +44,7 @@ async def test_stream_tokens_then_one_final(fake_engine: FakeEngine) -> None:
     assert (f.finish_reason, f.completion_tokens, f.prompt_tokens) == ("length", 5, 3)
     assert f.scheduling.score == -5.0 and f.scheduling.policy == "ltr"
     assert f.scheduling.predictor_version == "tagged-v1"
+    assert f.scheduling.predicted_output_tokens is None  # the predictor has no calibration
     assert 0 <= f.ttft_s <= f.total_s
     assert fake_engine.received[0]["model"] == "scripted-model"  # discovered from /v1/models
 
@@ -304,6 +312,7 @@ async def test_no_loadable_predictor_serves_fcfs(
         assert core.snapshot().policy == "fcfs" and core.ready
         events = await collect(core, req("hello", max_tokens=2))
         assert events[-1].finish_reason == "length" and events[-1].scheduling.predictor_version == ""
+        assert events[-1].scheduling.predicted_output_tokens is None
     finally:
         await core.stop(1.0)
 
@@ -354,6 +363,8 @@ async def test_default_config_loads_the_bundled_fast_ranker(fake_engine: FakeEng
         final = (await collect(core, req(haiku, max_tokens=2)))[-1]
         assert final.scheduling.predictor_version == status.version
         assert final.scheduling.score == pytest.approx(scores[1], rel=1e-5)
+        predicted = final.scheduling.predicted_output_tokens  # the bundled artifact is calibrated
+        assert predicted is not None and predicted > 0
     finally:
         await core.stop(1.0)
 
@@ -377,3 +388,46 @@ async def test_predictor_exception_scores_zero_and_serves(fake_engine: FakeEngin
         final = (await collect(core, req(tagged(2), max_tokens=2)))[-1]
     assert final.finish_reason == "length" and final.scheduling.score == 0.0
     assert final.scheduling.predictor_version == ""
+
+
+async def test_predicted_tokens_gauge_and_token_histograms(fake_engine: FakeEngine) -> None:
+    from ltr_sidecar.server.metrics import SidecarMetrics
+
+    metrics = SidecarMetrics()
+
+    def value(name: str, **labels: str) -> float | None:
+        return metrics.registry.get_sample_value(name, labels)
+
+    fake_engine.gate = asyncio.Event()
+    pred = CalibratedTaggedPredictor()
+    async with running_core(fake_engine.url, predictor=pred, metrics=metrics, max_concurrency=1) as core:
+        first = asyncio.create_task(collect(core, req(tagged(5, "first"), max_tokens=5)))
+        await wait_for(lambda: core.in_flight == 1)
+        assert value("ltr_queue_predicted_tokens") == 0  # admitted at once: nothing waits
+        tasks = {}
+        for n in (10, 20, 30):
+            tasks[n] = asyncio.create_task(collect(core, req(tagged(n), max_tokens=2, request_id=f"r{n}")))
+            await wait_for(lambda n=n: f"r{n}" in core.queue)
+        assert value("ltr_queue_predicted_tokens") == 60
+        tasks[20].cancel()  # a cancelled request leaves the sum
+        await wait_for(lambda: len(core.queue) == 2)
+        assert value("ltr_queue_predicted_tokens") == 40
+        fake_engine.gate.set()
+        finals = [(await t)[-1] for t in (first, tasks[10], tasks[30])]
+        assert value("ltr_queue_predicted_tokens") == 0 and value("ltr_queue_size") == 0
+    assert [f.scheduling.predicted_output_tokens for f in finals] == [5.0, 10.0, 30.0]
+    assert value("ltr_request_predicted_output_tokens_count") == 3
+    assert value("ltr_request_predicted_output_tokens_sum") == 45
+    assert value("ltr_request_output_tokens_count") == 3 and value("ltr_request_output_tokens_sum") == 9
+    assert value("ltr_request_output_tokens_bucket", le="8.0") == 3
+
+
+class _BadCalibrationPredictor(TaggedPredictor):
+    meta = {"calibration": {"unit": "tokens", "xs": [0.0, 1.0], "ys": [1.0, 2.0]}}  # noqa: RUF012
+
+
+async def test_a_malformed_calibration_in_code_is_ignored(fake_engine: FakeEngine) -> None:
+    async with running_core(fake_engine.url, predictor=_BadCalibrationPredictor()) as core:
+        final = (await collect(core, req(tagged(2), max_tokens=2)))[-1]
+    assert final.finish_reason == "length" and final.scheduling.score == -2.0
+    assert final.scheduling.predicted_output_tokens is None

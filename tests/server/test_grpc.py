@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -14,7 +15,13 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from ltr.v1 import scheduler_pb2 as pb
 from ltr.v1 import scheduler_pb2_grpc as pb_grpc
 from ltr_sidecar.server.app import SidecarApp
-from tests.support.sidecar import FakeEngine, TaggedPredictor, make_config, tagged
+from tests.support.sidecar import (
+    CalibratedTaggedPredictor,
+    FakeEngine,
+    TaggedPredictor,
+    make_config,
+    tagged,
+)
 
 
 @pytest.fixture
@@ -52,6 +59,7 @@ async def test_generate_streams_and_ends_with_final(channel: grpc.aio.Channel) -
     assert final.finish_reason == pb.FINISH_REASON_LENGTH and final.usage.completion_tokens == 4
     assert final.scheduling.score == -4.0 and final.scheduling.policy == "ltr"
     assert final.scheduling.predictor_version == "tagged-v1"
+    assert final.scheduling.predicted_output_tokens == 0.0  # uncalibrated predictor: unknown
     assert final.total_time.ToNanoseconds() >= final.time_to_first_token.ToNanoseconds() > 0
 
 
@@ -214,3 +222,33 @@ async def test_config_file_change_hot_reloads_predictor(fake_engine: FakeEngine,
         assert "missing" in app.core.predictor_status().last_error
     finally:
         await app.stop(1.0)
+
+
+async def test_predicted_output_tokens_on_both_surfaces_and_metrics(fake_engine: FakeEngine) -> None:
+    """A calibrated predictor: SchedulingInfo (gRPC), the `ltr` object (HTTP) and the token metrics."""
+    app = SidecarApp(make_config(fake_engine.url), predictor=CalibratedTaggedPredictor())
+    await app.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{app.grpc_port}") as ch:
+            msgs = [m async for m in pb_grpc.SchedulerStub(ch).Generate(gen(tagged(7), 3))]
+        assert msgs[-1].final.scheduling.predicted_output_tokens == 7.0
+        url = f"http://127.0.0.1:{app.http_port}"
+        async with aiohttp.ClientSession() as s:
+            for path, body in (
+                ("/v1/completions", {"prompt": tagged(9), "max_tokens": 2}),
+                (
+                    "/v1/chat/completions",
+                    {"messages": [{"role": "user", "content": tagged(4)}], "max_tokens": 2},
+                ),
+            ):
+                async with s.post(url + path, json=body) as resp:
+                    assert resp.status == 200
+                    ltr = (await resp.json())["ltr"]
+                assert ltr["predicted_output_tokens"] == (9.0 if "prompt" in body else 4.0)
+            async with s.get(url + "/metrics") as resp:
+                text = await resp.text()
+    finally:
+        await app.stop(grace_s=2.0)
+    assert "ltr_queue_predicted_tokens 0.0" in text
+    assert "ltr_request_predicted_output_tokens_sum 20.0" in text
+    assert "ltr_request_output_tokens_count 3.0" in text

@@ -45,6 +45,7 @@ async def test_completion_non_streamed(
     assert body["usage"] == {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}
     ltr = body["ltr"]
     assert ltr["score"] == 1.5 and ltr["rank_at_arrival"] == 2 and ltr["priority"] == 3
+    assert "predicted_output_tokens" in ltr and ltr["predicted_output_tokens"] is None  # JSON null: unknown
     assert headers["x-request-id"] == "abc-1" and headers["x-ltr-rank"] == "2"
     assert headers["x-ltr-score"] == "1.5" and headers["x-ltr-queue-wait-ms"] == "12.500"
     assert headers["x-ltr-predictor-version"] == "v7" and headers["x-ltr-policy"] == "ltr"

@@ -88,11 +88,39 @@ def test_render_is_valid_prometheus_text_with_ltr_prefix() -> None:
         "ltr_predictor_fallback_fcfs",
         "ltr_rank_kendall_tau",
         "ltr_rank_kendall_tau_samples",
+        "ltr_queue_predicted_tokens",
+        "ltr_request_predicted_output_tokens",
+        "ltr_request_output_tokens",
     }
     assert expected <= set(families)
     assert all(name.startswith("ltr_") for name in families)
     assert families["ltr_requests"].type == "counter"
     assert families["ltr_queue_wait_seconds"].type == "histogram"
+    assert families["ltr_request_predicted_output_tokens"].type == "histogram"
+    assert families["ltr_queue_predicted_tokens"].type == "gauge"
+
+
+def test_predicted_and_actual_output_tokens() -> None:
+    m = SidecarMetrics()
+    m.set_queue_predicted_tokens(120.5)
+    assert _value(m, "ltr_queue_predicted_tokens") == 120.5
+    m.set_queue_predicted_tokens(0.0)
+    assert _value(m, "ltr_queue_predicted_tokens") == 0
+    m.completion_observed(-1.0, 100, predicted_tokens=90.0)
+    m.completion_observed(-2.0, 300)  # unknown prediction: only the actual tokens are observed
+    m.completion_observed(-3.0, 9000, predicted_tokens=5000.0)
+    assert _value(m, "ltr_request_output_tokens_count") == 3
+    assert _value(m, "ltr_request_output_tokens_sum") == 9400
+    assert _value(m, "ltr_request_predicted_output_tokens_count") == 2
+    assert _value(m, "ltr_request_predicted_output_tokens_sum") == 5090
+    # same buckets, 8 .. 8192 tokens in powers of 2
+    for name in ("ltr_request_output_tokens_bucket", "ltr_request_predicted_output_tokens_bucket"):
+        assert _value(m, name, le="8.0") == 0 and _value(m, name, le="8192.0") is not None
+        assert _value(m, name, le="16384.0") is None
+    assert _value(m, "ltr_request_output_tokens_bucket", le="128.0") == 1
+    assert _value(m, "ltr_request_output_tokens_bucket", le="8192.0") == 2
+    assert _value(m, "ltr_request_predicted_output_tokens_bucket", le="128.0") == 1
+    assert m.online_kendall_tau()[1] == 3
 
 
 def test_unknown_outcome_and_bad_window_are_clear_errors() -> None:

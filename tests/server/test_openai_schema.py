@@ -166,7 +166,7 @@ def test_defaults_and_chat_content_parts() -> None:
     assert req.max_tokens == 64
 
 
-def _final(reason: str = "length") -> FinalResult:
+def _final(reason: str = "length", predicted: float | None = None) -> FinalResult:
     info = SchedulingInfo(
         score=0.5,
         rank_at_arrival=3,
@@ -175,6 +175,7 @@ def _final(reason: str = "length") -> FinalResult:
         policy="ltr",
         predictor_version="v2",
         priority=1,
+        predicted_output_tokens=predicted,
     )
     return FinalResult(
         finish_reason=reason, prompt_tokens=4, completion_tokens=6, scheduling=info, ttft_s=0.3, total_s=0.9
@@ -198,9 +199,14 @@ def test_completion_bodies_carry_ltr_and_usage() -> None:
             "policy": "ltr",
             "predictor_version": "v2",
             "priority": 1,
+            "predicted_output_tokens": None,  # uncalibrated predictor: unknown
             "ttft_s": 0.3,
             "total_s": 0.9,
         }
+    body = completion_body(
+        ResponseOptions(True, False, False, "m"), "rid", 123, "out", _final(predicted=87.26)
+    )
+    assert body["ltr"]["predicted_output_tokens"] == 87.3
 
 
 def _frames(data: bytes) -> list[Any]:
@@ -215,12 +221,13 @@ def _frames(data: bytes) -> list[Any]:
 
 def test_stream_encoder_frames_are_valid_json() -> None:
     enc = StreamEncoder(ResponseOptions(chat=True, stream=True, include_usage=True, model="m"), "rid", 5)
-    data = enc.start() + enc.chunk('he said "hi"\n') + enc.chunk("é") + enc.final(_final("stop"))
+    data = enc.start() + enc.chunk('he said "hi"\n') + enc.chunk("é") + enc.final(_final("stop", 40.0))
     frames = _frames(data)
     assert frames[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
     assert frames[1]["choices"][0]["delta"]["content"] == 'he said "hi"\n'
     assert frames[2]["choices"][0]["delta"]["content"] == "é"
     assert frames[3]["choices"][0]["finish_reason"] == "stop" and frames[3]["ltr"]["rank_at_arrival"] == 3
+    assert frames[3]["ltr"]["predicted_output_tokens"] == 40.0
     assert frames[4]["choices"] == [] and frames[4]["usage"]["total_tokens"] == 10
     assert frames[5] == "[DONE]"
     assert all(f["id"] == "chatcmpl-rid" and f["object"] == "chat.completion.chunk" for f in frames[:5])

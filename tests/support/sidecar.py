@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ltr_sidecar.devtools.scripted_engine import ScriptedEngine
+from ltr_sidecar.predictor.runtime.calibration import Calibration
 from ltr_sidecar.server.config import SidecarConfig, validate
 from ltr_sidecar.server.core import SchedulerCore
 
@@ -33,6 +34,16 @@ class TaggedPredictor:
         if self.delay_s:
             time.sleep(self.delay_s)
         return [-float(m.group(1)) if (m := LEN_TAG.search(p)) else 0.0 for p in prompts]
+
+
+class CalibratedTaggedPredictor(TaggedPredictor):
+    """A `TaggedPredictor` whose calibration maps its score -N back to N expected output tokens."""
+
+    backbone = "test-tagged-calibrated"
+
+    def __init__(self, version: str = "tagged-cal-v1", delay_s: float = 0.0) -> None:
+        super().__init__(version, delay_s)
+        self.meta = {"calibration": Calibration(xs=(-1e6, 0.0), ys=(1e6, 0.0), n=2).to_dict()}
 
 
 def tagged(n: int, text: str = "write something") -> str:

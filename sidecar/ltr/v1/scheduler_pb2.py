@@ -26,7 +26,7 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16ltr/v1/scheduler.proto\x12\x06ltr.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\",\n\x0b\x43hatMessage\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\"5\n\x0c\x43hatMessages\x12%\n\x08messages\x18\x01 \x03(\x0b\x32\x13.ltr.v1.ChatMessage\"\x9e\x02\n\x0eSamplingParams\x12\x18\n\x0btemperature\x18\x01 \x01(\x02H\x00\x88\x01\x01\x12\x12\n\x05top_p\x18\x02 \x01(\x02H\x01\x88\x01\x01\x12\x12\n\x05top_k\x18\x03 \x01(\x05H\x02\x88\x01\x01\x12\x0c\n\x04stop\x18\x04 \x03(\t\x12\x11\n\x04seed\x18\x05 \x01(\x03H\x03\x88\x01\x01\x12\x12\n\nignore_eos\x18\x06 \x01(\x08\x12\x1d\n\x10presence_penalty\x18\x07 \x01(\x02H\x04\x88\x01\x01\x12\x1e\n\x11\x66requency_penalty\x18\x08 \x01(\x02H\x05\x88\x01\x01\x42\x0e\n\x0c_temperatureB\x08\n\x06_top_pB\x08\n\x06_top_kB\x07\n\x05_seedB\x13\n\x11_presence_penaltyB\x14\n\x12_frequency_penalty\"\xc5\x02\n\x0fGenerateRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x10\n\x06prompt\x18\x02 \x01(\tH\x00\x12$\n\x04\x63hat\x18\x03 \x01(\x0b\x32\x14.ltr.v1.ChatMessagesH\x00\x12\x12\n\nmax_tokens\x18\x04 \x01(\x05\x12(\n\x08sampling\x18\x05 \x01(\x0b\x32\x16.ltr.v1.SamplingParams\x12\x10\n\x08priority\x18\x06 \x01(\x05\x12,\n\x08\x64\x65\x61\x64line\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12#\n\x16\x65xpected_output_tokens\x18\x08 \x01(\x05H\x01\x88\x01\x01\x12\r\n\x05model\x18\t \x01(\t\x12\x10\n\x08no_trace\x18\n \x01(\x08\x42\x07\n\x05inputB\x19\n\x17_expected_output_tokens\"9\n\x05Usage\x12\x15\n\rprompt_tokens\x18\x01 \x01(\x05\x12\x19\n\x11\x63ompletion_tokens\x18\x02 \x01(\x05\"\xb6\x01\n\x0eSchedulingInfo\x12\r\n\x05score\x18\x01 \x01(\x01\x12\x17\n\x0frank_at_arrival\x18\x02 \x01(\x05\x12-\n\nqueue_wait\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x10\n\x08promoted\x18\x04 \x01(\x08\x12\x0e\n\x06policy\x18\x05 \x01(\t\x12\x19\n\x11predictor_version\x18\x06 \x01(\t\x12\x10\n\x08priority\x18\x07 \x01(\x05\"\xed\x01\n\rGenerateFinal\x12+\n\rfinish_reason\x18\x01 \x01(\x0e\x32\x14.ltr.v1.FinishReason\x12\x1c\n\x05usage\x18\x02 \x01(\x0b\x32\r.ltr.v1.Usage\x12*\n\nscheduling\x18\x03 \x01(\x0b\x32\x16.ltr.v1.SchedulingInfo\x12\x36\n\x13time_to_first_token\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12-\n\ntotal_time\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\"j\n\x10GenerateResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x0e\n\x06tokens\x18\x03 \x01(\x05\x12$\n\x05\x66inal\x18\x04 \x01(\x0b\x32\x15.ltr.v1.GenerateFinal\"\x1e\n\x0bRankRequest\x12\x0f\n\x07prompts\x18\x01 \x03(\t\"H\n\x0cRankResponse\x12\x0e\n\x06scores\x18\x01 \x03(\x01\x12\r\n\x05order\x18\x02 \x03(\x05\x12\x19\n\x11predictor_version\x18\x03 \x01(\t\"9\n\x0fGetQueueRequest\x12\x17\n\x0finclude_entries\x18\x01 \x01(\x08\x12\r\n\x05limit\x18\x02 \x01(\x05\"~\n\nQueueEntry\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x01\x12\x10\n\x08priority\x18\x03 \x01(\x05\x12)\n\x06waited\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x10\n\x08promoted\x18\x05 \x01(\x08\"\x82\x03\n\rQueueSnapshot\x12\x14\n\x0cqueue_length\x18\x01 \x01(\x05\x12\x11\n\tin_flight\x18\x02 \x01(\x05\x12\x17\n\x0fmax_concurrency\x18\x03 \x01(\x05\x12\x34\n\x08per_band\x18\x04 \x03(\x0b\x32\".ltr.v1.QueueSnapshot.PerBandEntry\x12.\n\x0boldest_wait\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x19\n\x11predictor_version\x18\x06 \x01(\t\x12\x0e\n\x06policy\x18\x07 \x01(\t\x12\x37\n\x14starvation_threshold\x18\x08 \x01(\x0b\x32\x19.google.protobuf.Duration\x12#\n\x07\x65ntries\x18\t \x03(\x0b\x32\x12.ltr.v1.QueueEntry\x12\x10\n\x08\x64raining\x18\n \x01(\x08\x1a.\n\x0cPerBandEntry\x12\x0b\n\x03key\x18\x01 \x01(\x05\x12\r\n\x05value\x18\x02 \x01(\x05:\x02\x38\x01\"5\n\x14LoadPredictorRequest\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\"\x15\n\x13GetPredictorRequest\"\xab\x01\n\x0fPredictorStatus\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x10\n\x08\x62\x61\x63kbone\x18\x02 \x01(\t\x12-\n\tloaded_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nlast_error\x18\x04 \x01(\t\x12\x1a\n\x12online_kendall_tau\x18\x05 \x01(\x01\x12\x16\n\x0eonline_samples\x18\x06 \x01(\x05*\x95\x01\n\x0c\x46inishReason\x12\x1d\n\x19\x46INISH_REASON_UNSPECIFIED\x10\x00\x12\x16\n\x12\x46INISH_REASON_STOP\x10\x01\x12\x18\n\x14\x46INISH_REASON_LENGTH\x10\x02\x12\x1b\n\x17\x46INISH_REASON_CANCELLED\x10\x03\x12\x17\n\x13\x46INISH_REASON_ERROR\x10\x04\x32\xbb\x01\n\tScheduler\x12?\n\x08Generate\x12\x17.ltr.v1.GenerateRequest\x1a\x18.ltr.v1.GenerateResponse0\x01\x12\x31\n\x04Rank\x12\x13.ltr.v1.RankRequest\x1a\x14.ltr.v1.RankResponse\x12:\n\x08GetQueue\x12\x17.ltr.v1.GetQueueRequest\x1a\x15.ltr.v1.QueueSnapshot2\x9e\x01\n\x0ePredictorAdmin\x12\x46\n\rLoadPredictor\x12\x1c.ltr.v1.LoadPredictorRequest\x1a\x17.ltr.v1.PredictorStatus\x12\x44\n\x0cGetPredictor\x12\x1b.ltr.v1.GetPredictorRequest\x1a\x17.ltr.v1.PredictorStatusb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16ltr/v1/scheduler.proto\x12\x06ltr.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\",\n\x0b\x43hatMessage\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\"5\n\x0c\x43hatMessages\x12%\n\x08messages\x18\x01 \x03(\x0b\x32\x13.ltr.v1.ChatMessage\"\x9e\x02\n\x0eSamplingParams\x12\x18\n\x0btemperature\x18\x01 \x01(\x02H\x00\x88\x01\x01\x12\x12\n\x05top_p\x18\x02 \x01(\x02H\x01\x88\x01\x01\x12\x12\n\x05top_k\x18\x03 \x01(\x05H\x02\x88\x01\x01\x12\x0c\n\x04stop\x18\x04 \x03(\t\x12\x11\n\x04seed\x18\x05 \x01(\x03H\x03\x88\x01\x01\x12\x12\n\nignore_eos\x18\x06 \x01(\x08\x12\x1d\n\x10presence_penalty\x18\x07 \x01(\x02H\x04\x88\x01\x01\x12\x1e\n\x11\x66requency_penalty\x18\x08 \x01(\x02H\x05\x88\x01\x01\x42\x0e\n\x0c_temperatureB\x08\n\x06_top_pB\x08\n\x06_top_kB\x07\n\x05_seedB\x13\n\x11_presence_penaltyB\x14\n\x12_frequency_penalty\"\xc5\x02\n\x0fGenerateRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x10\n\x06prompt\x18\x02 \x01(\tH\x00\x12$\n\x04\x63hat\x18\x03 \x01(\x0b\x32\x14.ltr.v1.ChatMessagesH\x00\x12\x12\n\nmax_tokens\x18\x04 \x01(\x05\x12(\n\x08sampling\x18\x05 \x01(\x0b\x32\x16.ltr.v1.SamplingParams\x12\x10\n\x08priority\x18\x06 \x01(\x05\x12,\n\x08\x64\x65\x61\x64line\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12#\n\x16\x65xpected_output_tokens\x18\x08 \x01(\x05H\x01\x88\x01\x01\x12\r\n\x05model\x18\t \x01(\t\x12\x10\n\x08no_trace\x18\n \x01(\x08\x42\x07\n\x05inputB\x19\n\x17_expected_output_tokens\"9\n\x05Usage\x12\x15\n\rprompt_tokens\x18\x01 \x01(\x05\x12\x19\n\x11\x63ompletion_tokens\x18\x02 \x01(\x05\"\xd7\x01\n\x0eSchedulingInfo\x12\r\n\x05score\x18\x01 \x01(\x01\x12\x17\n\x0frank_at_arrival\x18\x02 \x01(\x05\x12-\n\nqueue_wait\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x10\n\x08promoted\x18\x04 \x01(\x08\x12\x0e\n\x06policy\x18\x05 \x01(\t\x12\x19\n\x11predictor_version\x18\x06 \x01(\t\x12\x10\n\x08priority\x18\x07 \x01(\x05\x12\x1f\n\x17predicted_output_tokens\x18\x08 \x01(\x01\"\xed\x01\n\rGenerateFinal\x12+\n\rfinish_reason\x18\x01 \x01(\x0e\x32\x14.ltr.v1.FinishReason\x12\x1c\n\x05usage\x18\x02 \x01(\x0b\x32\r.ltr.v1.Usage\x12*\n\nscheduling\x18\x03 \x01(\x0b\x32\x16.ltr.v1.SchedulingInfo\x12\x36\n\x13time_to_first_token\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12-\n\ntotal_time\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\"j\n\x10GenerateResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x0e\n\x06tokens\x18\x03 \x01(\x05\x12$\n\x05\x66inal\x18\x04 \x01(\x0b\x32\x15.ltr.v1.GenerateFinal\"\x1e\n\x0bRankRequest\x12\x0f\n\x07prompts\x18\x01 \x03(\t\"H\n\x0cRankResponse\x12\x0e\n\x06scores\x18\x01 \x03(\x01\x12\r\n\x05order\x18\x02 \x03(\x05\x12\x19\n\x11predictor_version\x18\x03 \x01(\t\"9\n\x0fGetQueueRequest\x12\x17\n\x0finclude_entries\x18\x01 \x01(\x08\x12\r\n\x05limit\x18\x02 \x01(\x05\"~\n\nQueueEntry\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x01\x12\x10\n\x08priority\x18\x03 \x01(\x05\x12)\n\x06waited\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x10\n\x08promoted\x18\x05 \x01(\x08\"\x82\x03\n\rQueueSnapshot\x12\x14\n\x0cqueue_length\x18\x01 \x01(\x05\x12\x11\n\tin_flight\x18\x02 \x01(\x05\x12\x17\n\x0fmax_concurrency\x18\x03 \x01(\x05\x12\x34\n\x08per_band\x18\x04 \x03(\x0b\x32\".ltr.v1.QueueSnapshot.PerBandEntry\x12.\n\x0boldest_wait\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x19\n\x11predictor_version\x18\x06 \x01(\t\x12\x0e\n\x06policy\x18\x07 \x01(\t\x12\x37\n\x14starvation_threshold\x18\x08 \x01(\x0b\x32\x19.google.protobuf.Duration\x12#\n\x07\x65ntries\x18\t \x03(\x0b\x32\x12.ltr.v1.QueueEntry\x12\x10\n\x08\x64raining\x18\n \x01(\x08\x1a.\n\x0cPerBandEntry\x12\x0b\n\x03key\x18\x01 \x01(\x05\x12\r\n\x05value\x18\x02 \x01(\x05:\x02\x38\x01\"5\n\x14LoadPredictorRequest\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\"\x15\n\x13GetPredictorRequest\"\xab\x01\n\x0fPredictorStatus\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x10\n\x08\x62\x61\x63kbone\x18\x02 \x01(\t\x12-\n\tloaded_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nlast_error\x18\x04 \x01(\t\x12\x1a\n\x12online_kendall_tau\x18\x05 \x01(\x01\x12\x16\n\x0eonline_samples\x18\x06 \x01(\x05*\x95\x01\n\x0c\x46inishReason\x12\x1d\n\x19\x46INISH_REASON_UNSPECIFIED\x10\x00\x12\x16\n\x12\x46INISH_REASON_STOP\x10\x01\x12\x18\n\x14\x46INISH_REASON_LENGTH\x10\x02\x12\x1b\n\x17\x46INISH_REASON_CANCELLED\x10\x03\x12\x17\n\x13\x46INISH_REASON_ERROR\x10\x04\x32\xbb\x01\n\tScheduler\x12?\n\x08Generate\x12\x17.ltr.v1.GenerateRequest\x1a\x18.ltr.v1.GenerateResponse0\x01\x12\x31\n\x04Rank\x12\x13.ltr.v1.RankRequest\x1a\x14.ltr.v1.RankResponse\x12:\n\x08GetQueue\x12\x17.ltr.v1.GetQueueRequest\x1a\x15.ltr.v1.QueueSnapshot2\x9e\x01\n\x0ePredictorAdmin\x12\x46\n\rLoadPredictor\x12\x1c.ltr.v1.LoadPredictorRequest\x1a\x17.ltr.v1.PredictorStatus\x12\x44\n\x0cGetPredictor\x12\x1b.ltr.v1.GetPredictorRequest\x1a\x17.ltr.v1.PredictorStatusb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,8 +35,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_QUEUESNAPSHOT_PERBANDENTRY']._loaded_options = None
   _globals['_QUEUESNAPSHOT_PERBANDENTRY']._serialized_options = b'8\001'
-  _globals['_FINISHREASON']._serialized_start=2344
-  _globals['_FINISHREASON']._serialized_end=2493
+  _globals['_FINISHREASON']._serialized_start=2377
+  _globals['_FINISHREASON']._serialized_end=2526
   _globals['_CHATMESSAGE']._serialized_start=99
   _globals['_CHATMESSAGE']._serialized_end=143
   _globals['_CHATMESSAGES']._serialized_start=145
@@ -48,31 +48,31 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_USAGE']._serialized_start=817
   _globals['_USAGE']._serialized_end=874
   _globals['_SCHEDULINGINFO']._serialized_start=877
-  _globals['_SCHEDULINGINFO']._serialized_end=1059
-  _globals['_GENERATEFINAL']._serialized_start=1062
-  _globals['_GENERATEFINAL']._serialized_end=1299
-  _globals['_GENERATERESPONSE']._serialized_start=1301
-  _globals['_GENERATERESPONSE']._serialized_end=1407
-  _globals['_RANKREQUEST']._serialized_start=1409
-  _globals['_RANKREQUEST']._serialized_end=1439
-  _globals['_RANKRESPONSE']._serialized_start=1441
-  _globals['_RANKRESPONSE']._serialized_end=1513
-  _globals['_GETQUEUEREQUEST']._serialized_start=1515
-  _globals['_GETQUEUEREQUEST']._serialized_end=1572
-  _globals['_QUEUEENTRY']._serialized_start=1574
-  _globals['_QUEUEENTRY']._serialized_end=1700
-  _globals['_QUEUESNAPSHOT']._serialized_start=1703
-  _globals['_QUEUESNAPSHOT']._serialized_end=2089
-  _globals['_QUEUESNAPSHOT_PERBANDENTRY']._serialized_start=2043
-  _globals['_QUEUESNAPSHOT_PERBANDENTRY']._serialized_end=2089
-  _globals['_LOADPREDICTORREQUEST']._serialized_start=2091
-  _globals['_LOADPREDICTORREQUEST']._serialized_end=2144
-  _globals['_GETPREDICTORREQUEST']._serialized_start=2146
-  _globals['_GETPREDICTORREQUEST']._serialized_end=2167
-  _globals['_PREDICTORSTATUS']._serialized_start=2170
-  _globals['_PREDICTORSTATUS']._serialized_end=2341
-  _globals['_SCHEDULER']._serialized_start=2496
-  _globals['_SCHEDULER']._serialized_end=2683
-  _globals['_PREDICTORADMIN']._serialized_start=2686
-  _globals['_PREDICTORADMIN']._serialized_end=2844
+  _globals['_SCHEDULINGINFO']._serialized_end=1092
+  _globals['_GENERATEFINAL']._serialized_start=1095
+  _globals['_GENERATEFINAL']._serialized_end=1332
+  _globals['_GENERATERESPONSE']._serialized_start=1334
+  _globals['_GENERATERESPONSE']._serialized_end=1440
+  _globals['_RANKREQUEST']._serialized_start=1442
+  _globals['_RANKREQUEST']._serialized_end=1472
+  _globals['_RANKRESPONSE']._serialized_start=1474
+  _globals['_RANKRESPONSE']._serialized_end=1546
+  _globals['_GETQUEUEREQUEST']._serialized_start=1548
+  _globals['_GETQUEUEREQUEST']._serialized_end=1605
+  _globals['_QUEUEENTRY']._serialized_start=1607
+  _globals['_QUEUEENTRY']._serialized_end=1733
+  _globals['_QUEUESNAPSHOT']._serialized_start=1736
+  _globals['_QUEUESNAPSHOT']._serialized_end=2122
+  _globals['_QUEUESNAPSHOT_PERBANDENTRY']._serialized_start=2076
+  _globals['_QUEUESNAPSHOT_PERBANDENTRY']._serialized_end=2122
+  _globals['_LOADPREDICTORREQUEST']._serialized_start=2124
+  _globals['_LOADPREDICTORREQUEST']._serialized_end=2177
+  _globals['_GETPREDICTORREQUEST']._serialized_start=2179
+  _globals['_GETPREDICTORREQUEST']._serialized_end=2200
+  _globals['_PREDICTORSTATUS']._serialized_start=2203
+  _globals['_PREDICTORSTATUS']._serialized_end=2374
+  _globals['_SCHEDULER']._serialized_start=2529
+  _globals['_SCHEDULER']._serialized_end=2716
+  _globals['_PREDICTORADMIN']._serialized_start=2719
+  _globals['_PREDICTORADMIN']._serialized_end=2877
 # @@protoc_insertion_point(module_scope)

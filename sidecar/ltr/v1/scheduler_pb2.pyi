@@ -91,7 +91,7 @@ class Usage(_message.Message):
     def __init__(self, prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ...) -> None: ...
 
 class SchedulingInfo(_message.Message):
-    __slots__ = ("score", "rank_at_arrival", "queue_wait", "promoted", "policy", "predictor_version", "priority")
+    __slots__ = ("score", "rank_at_arrival", "queue_wait", "promoted", "policy", "predictor_version", "priority", "predicted_output_tokens")
     SCORE_FIELD_NUMBER: _ClassVar[int]
     RANK_AT_ARRIVAL_FIELD_NUMBER: _ClassVar[int]
     QUEUE_WAIT_FIELD_NUMBER: _ClassVar[int]
@@ -99,6 +99,7 @@ class SchedulingInfo(_message.Message):
     POLICY_FIELD_NUMBER: _ClassVar[int]
     PREDICTOR_VERSION_FIELD_NUMBER: _ClassVar[int]
     PRIORITY_FIELD_NUMBER: _ClassVar[int]
+    PREDICTED_OUTPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     score: float
     rank_at_arrival: int
     queue_wait: _duration_pb2.Duration
@@ -106,7 +107,8 @@ class SchedulingInfo(_message.Message):
     policy: str
     predictor_version: str
     priority: int
-    def __init__(self, score: _Optional[float] = ..., rank_at_arrival: _Optional[int] = ..., queue_wait: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., promoted: _Optional[bool] = ..., policy: _Optional[str] = ..., predictor_version: _Optional[str] = ..., priority: _Optional[int] = ...) -> None: ...
+    predicted_output_tokens: float
+    def __init__(self, score: _Optional[float] = ..., rank_at_arrival: _Optional[int] = ..., queue_wait: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., promoted: _Optional[bool] = ..., policy: _Optional[str] = ..., predictor_version: _Optional[str] = ..., priority: _Optional[int] = ..., predicted_output_tokens: _Optional[float] = ...) -> None: ...
 
 class GenerateFinal(_message.Message):
     __slots__ = ("finish_reason", "usage", "scheduling", "time_to_first_token", "total_time")

@@ -5,6 +5,7 @@
     ltr bench --engine http://127.0.0.1:8000 --rate 4      # any OpenAI-compatible engine
     ltr bench predictor ...                                # predictor benchmark (ranking quality)
     ltr bench overhead ...                                 # sidecar's added TTFT and relay throughput
+    ltr bench learning-curve ...                           # cold start per workload, τ vs retrain size
 
 Without `--data`, the workload is the shipped sample's held-out part and the predictors are trained
 on its training part (cached). See docs/bench.md.
@@ -198,6 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
 SUB_BENCHMARKS = {
     "predictor": "ltr_sidecar.bench.predictor_bench",
     "overhead": "ltr_sidecar.bench.overhead",
+    "learning-curve": "ltr_sidecar.bench.learning_curve",
 }
 
 

@@ -31,7 +31,7 @@ from ltr_sidecar.server.engine_monitor import EngineMonitor
 from ltr_sidecar.server.metrics import SidecarMetrics
 from ltr_sidecar.server.predictor_slot import PredictorSlot
 from ltr_sidecar.server.protocols import CoreMetrics, TraceSink
-from ltr_sidecar.server.request_state import RequestState
+from ltr_sidecar.server.request_state import QueuedTokens, RequestState
 from ltr_sidecar.server.scorer import MicroBatchScorer
 from ltr_sidecar.server.types import (
     FinalResult,
@@ -69,6 +69,7 @@ class SchedulerCore:
         self._initial_predictor = predictor
         self._slot = PredictorSlot(config, self._predictor_changed)
         self._active: dict[str, RequestState] = {}
+        self._queued_tokens = QueuedTokens()  # predicted output tokens waiting in the queue
         self._in_flight = 0
         self._wake: asyncio.Event | None = None
         self._idle: asyncio.Event | None = None
@@ -130,6 +131,7 @@ class SchedulerCore:
         n = 0
         while (item := self.queue.pop(time.monotonic())) is not None:
             state: RequestState = item.payload
+            self._queued_tokens.discard(item.request_id)
             if not state.admitted.done():
                 state.admitted.set_exception(SidecarError(ErrorCode.UNAVAILABLE, reason))
                 n += 1
@@ -217,12 +219,12 @@ class SchedulerCore:
             self.metrics.request_finished(Outcome.INVALID)
             raise
         assert self._scorer is not None
-        ((score, version),) = await self._scorer.score([req.rank_text()])
+        ((score, version, predicted),) = await self._scorer.score([req.rank_text()])
         if self._draining:
             self.metrics.request_finished(Outcome.UNAVAILABLE)
             raise SidecarError(ErrorCode.UNAVAILABLE, "sidecar is draining (shutting down)")
         now = time.monotonic()
-        state = RequestState(req, now, score, version, asyncio.get_running_loop().create_future())
+        state = RequestState(req, now, score, version, asyncio.get_running_loop().create_future(), predicted)
         item = QueueItem(req.request_id, now, score, req.priority, req.expected_output_tokens, payload=state)
         try:
             self.queue.push(item)
@@ -233,6 +235,7 @@ class SchedulerCore:
             self.metrics.request_finished(Outcome.INVALID)
             raise invalid(str(exc)) from None
         self._active[req.request_id] = state
+        self._queued_tokens.add(req.request_id, state.predicted_tokens)
         assert self._idle is not None and self._wake is not None
         self._idle.clear()
         state.rank_at_arrival = self.queue.rank_of(req.request_id, now) if len(self.queue) > 1 else 0
@@ -324,7 +327,7 @@ class SchedulerCore:
     def _completed(self, state: RequestState, final: FinalResult, model: str) -> None:
         if final.finish_reason not in ("stop", "length"):
             return
-        self.metrics.completion_observed(state.score, final.completion_tokens)
+        self.metrics.completion_observed(state.score, final.completion_tokens, state.predicted_tokens)
         if self.traces is None:
             return
         self.traces.record(state.trace_record(final, model, self.config.record_prompts))
@@ -333,6 +336,7 @@ class SchedulerCore:
         """Release everything the request holds (idempotent; runs on every exit path)."""
         rid = state.req.request_id
         self.queue.remove(rid)
+        self._queued_tokens.discard(rid)
         self._record(state, Outcome.CANCELLED)
         if not state.admitted.done():
             state.admitted.cancel()
@@ -370,6 +374,7 @@ class SchedulerCore:
             item = self.queue.pop(now)
             if item is None:
                 break
+            self._queued_tokens.discard(item.request_id)
             state: RequestState = item.payload
             if state.admitted.done():
                 continue
@@ -388,6 +393,7 @@ class SchedulerCore:
 
     def _refresh_gauges(self) -> None:
         self.metrics.set_queue_size(len(self.queue))
+        self.metrics.set_queue_predicted_tokens(self._queued_tokens.total)
         self.metrics.set_in_flight(self._in_flight)
 
     # -- ranking and predictor ---------------------------------------------------------------------
@@ -397,8 +403,7 @@ class SchedulerCore:
             raise SidecarError(ErrorCode.UNAVAILABLE, "sidecar not started")
         validate_rank(prompts, self.limits, self.config.max_queue)
         results = await self._scorer.score(list(prompts))
-        version = results[0][1] if results else ""
-        return [s for s, _ in results], version
+        return [r.score for r in results], results[0].version if results else ""
 
     def snapshot(self, include_entries: bool = False, limit: int = 100) -> QueueSnapshot:
         return QueueSnapshot.of(

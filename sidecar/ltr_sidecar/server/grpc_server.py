@@ -120,6 +120,7 @@ def final_to_proto(request_id: str, f: FinalResult) -> pb.GenerateResponse:
                 policy=s.policy,
                 predictor_version=s.predictor_version,
                 priority=s.priority,
+                predicted_output_tokens=s.predicted_output_tokens or 0.0,
             ),
             time_to_first_token=duration(f.ttft_s),
             total_time=duration(f.total_s),

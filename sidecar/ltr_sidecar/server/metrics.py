@@ -44,6 +44,8 @@ QUEUE_WAIT_BUCKETS = (
 )
 SCORING_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+#: Output-token histogram buckets, shared by predicted and actual (compare them bucket by bucket).
+OUTPUT_TOKEN_BUCKETS = tuple(float(2**k) for k in range(3, 14))  # 8 .. 8192
 
 
 class SidecarMetrics:
@@ -62,6 +64,11 @@ class SidecarMetrics:
         )
         self._queue_size = Gauge(
             "ltr_queue_size", "Requests waiting for admission to the engine.", registry=r
+        )
+        self._queue_predicted = Gauge(
+            "ltr_queue_predicted_tokens",
+            "Sum of the predicted output tokens of the requests waiting for admission (0 when unknown).",
+            registry=r,
         )
         self._in_flight = Gauge(
             "ltr_in_flight_requests", "Requests admitted to the engine and not finished.", registry=r
@@ -102,6 +109,18 @@ class SidecarMetrics:
             "1 when no predictor is loaded and the sidecar serves FCFS.",
             registry=r,
         )
+        self._predicted_tokens = Histogram(
+            "ltr_request_predicted_output_tokens",
+            "Predicted output tokens (the predictor's calibration) of completed requests, when known.",
+            buckets=OUTPUT_TOKEN_BUCKETS,
+            registry=r,
+        )
+        self._output_tokens = Histogram(
+            "ltr_request_output_tokens",
+            "Actual output tokens of completed requests.",
+            buckets=OUTPUT_TOKEN_BUCKETS,
+            registry=r,
+        )
         self._tau = Gauge(
             "ltr_rank_kendall_tau",
             "Kendall tau-b between predicted order (-score) and actual output tokens over the "
@@ -139,6 +158,9 @@ class SidecarMetrics:
 
     def set_queue_size(self, n: int) -> None:
         self._queue_size.set(n)
+
+    def set_queue_predicted_tokens(self, tokens: float) -> None:
+        self._queue_predicted.set(max(0.0, tokens))
 
     def set_in_flight(self, n: int) -> None:
         self._in_flight.set(n)
@@ -184,8 +206,14 @@ class SidecarMetrics:
         self._fallback.set(0 if version else 1)
 
     # -- online ranking quality ----------------------------------------------------------------------
-    def completion_observed(self, score: float, output_tokens: int) -> None:
-        """A request scored `score` at arrival finished with `output_tokens` generated tokens."""
+    def completion_observed(
+        self, score: float, output_tokens: int, predicted_tokens: float | None = None
+    ) -> None:
+        """A request scored `score` at arrival (predicted `predicted_tokens`, None = unknown) finished
+        with `output_tokens` generated tokens."""
+        self._output_tokens.observe(output_tokens)
+        if predicted_tokens is not None:
+            self._predicted_tokens.observe(predicted_tokens)
         with self._lock:
             self._window.append((score, output_tokens))
             self._generation += 1

@@ -301,6 +301,9 @@ def ltr_info(s: SchedulingInfo, final: FinalResult) -> dict[str, Any]:
         "policy": s.policy,
         "predictor_version": s.predictor_version,
         "priority": s.priority,
+        "predicted_output_tokens": None
+        if s.predicted_output_tokens is None
+        else round(s.predicted_output_tokens, 1),
         "ttft_s": round(final.ttft_s, 6),
         "total_s": round(final.total_s, 6),
     }

@@ -21,6 +21,7 @@ class RequestState:
     score: float
     version: str
     admitted: asyncio.Future[None]
+    predicted_tokens: float | None = None  # the calibration's expected output tokens; None = unknown
     rank_at_arrival: int = 0
     admitted_at: float = 0.0
     promoted: bool = False
@@ -38,6 +39,7 @@ class RequestState:
             policy=policy,
             predictor_version=self.version,
             priority=self.req.priority,
+            predicted_output_tokens=self.predicted_tokens,
         )
 
     def trace_record(self, final: FinalResult, model: str, record_prompts: bool) -> TraceRecord:
@@ -55,3 +57,24 @@ class RequestState:
             policy=final.scheduling.policy,
             finish_reason=final.finish_reason,
         )
+
+
+class QueuedTokens:
+    """The sum of the predicted output tokens of the queued requests (`ltr_queue_predicted_tokens`).
+
+    `add` on enqueue, `discard` whenever a request leaves the queue (idempotent); unknown predictions
+    count 0. The running sum is reset to exactly 0 when the queue empties (no float drift)."""
+
+    def __init__(self) -> None:
+        self._tokens: dict[str, float] = {}
+        self.total = 0.0
+
+    def add(self, request_id: str, tokens: float | None) -> None:
+        self.discard(request_id)
+        self._tokens[request_id] = float(tokens or 0.0)
+        self.total += self._tokens[request_id]
+
+    def discard(self, request_id: str) -> None:
+        tokens = self._tokens.pop(request_id, None)
+        if tokens is not None:
+            self.total = self.total - tokens if self._tokens else 0.0

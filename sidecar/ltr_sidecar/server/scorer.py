@@ -2,7 +2,8 @@
 predictor call, run in one worker thread off the event loop.
 
 A predictor failure never takes requests down: the batch is re-scored one prompt at a time, and only
-the prompts that still fail get score 0 (FCFS order among them).
+the prompts that still fail get score 0 (FCFS order among them). Each score also comes with the
+predicted output tokens of the predictor's calibration (None when it has none or the prompt is unscored).
 """
 
 from __future__ import annotations
@@ -13,14 +14,35 @@ import logging
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import NamedTuple
 
 from ltr_sidecar.errors import ErrorCode, SidecarError
+from ltr_sidecar.predictor.runtime.artifact import PredictorLoadError
 from ltr_sidecar.predictor.runtime.base import Predictor
+from ltr_sidecar.predictor.runtime.calibration import Calibration, calibration_of
 from ltr_sidecar.server.protocols import CoreMetrics
 
 log = logging.getLogger(__name__)
 
-Scored = tuple[float, str]  # (score, predictor version); (0.0, "") when unscored
+
+class Scored(NamedTuple):
+    """One prompt's score, the predictor version that gave it ("" when unscored) and its predicted
+    output tokens (None when unknown: no calibration, or unscored)."""
+
+    score: float
+    version: str
+    predicted_tokens: float | None = None
+
+
+UNSCORED = Scored(0.0, "")
+
+
+def _calibration(predictor: Predictor | None) -> Calibration | None:
+    try:
+        return calibration_of(predictor)
+    except PredictorLoadError as exc:  # a predictor object built in code; artifacts are checked at load
+        log.warning("predictor calibration ignored: %s", exc)
+        return None
 
 
 def _score_all(predictor: Predictor, texts: list[str]) -> list[float | None]:
@@ -43,11 +65,20 @@ class MicroBatchScorer:
     def __init__(self, window_s: float, metrics: CoreMetrics) -> None:
         self.window_s = window_s
         self.metrics = metrics
-        self.predictor: Predictor | None = None
+        self._current: tuple[Predictor | None, Calibration | None] = (None, None)
         self._pending: list[tuple[str, asyncio.Future[Scored]]] = []
         self._wake = asyncio.Event()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ltr-scorer")
         self._task: asyncio.Task[None] | None = None
+
+    @property
+    def predictor(self) -> Predictor | None:
+        return self._current[0]
+
+    @predictor.setter
+    def predictor(self, predictor: Predictor | None) -> None:
+        """Swap the predictor (and its calibration, read once here)."""
+        self._current = (predictor, _calibration(predictor))
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="ltr-scorer")
@@ -63,9 +94,9 @@ class MicroBatchScorer:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
     async def score(self, texts: Sequence[str]) -> list[Scored]:
-        """(score, predictor version) per text; (0.0, "") when no predictor is loaded."""
+        """A `Scored` per text; `UNSCORED` when no predictor is loaded."""
         if self.predictor is None:
-            return [(0.0, "")] * len(texts)
+            return [UNSCORED] * len(texts)
         loop = asyncio.get_running_loop()
         futures = [loop.create_future() for _ in texts]
         self._pending.extend(zip(texts, futures, strict=True))
@@ -83,14 +114,17 @@ class MicroBatchScorer:
             batch = [(t, f) for t, f in batch if not f.done()]
             if not batch:
                 continue
-            predictor = self.predictor
+            predictor, cal = self._current
             texts = [t for t, _ in batch]
             start = time.perf_counter()
-            results: list[Scored] = [(0.0, "")] * len(texts)
+            results: list[Scored] = [UNSCORED] * len(texts)
             if predictor is not None:
                 scores = await loop.run_in_executor(self._executor, _score_all, predictor, texts)
                 version = str(predictor.version)
-                results = [(0.0, "") if s is None else (s, version) for s in scores]
+                results = [
+                    UNSCORED if s is None else Scored(s, version, cal.expected_tokens(s) if cal else None)
+                    for s in scores
+                ]
             self.metrics.scoring_observed(time.perf_counter() - start, len(texts))
             for (_, fut), result in zip(batch, results, strict=True):
                 if not fut.done():

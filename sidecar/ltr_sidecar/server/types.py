@@ -52,6 +52,7 @@ class SchedulingInfo:
     policy: str
     predictor_version: str
     priority: int
+    predicted_output_tokens: float | None = None  # from the predictor's calibration; None = unknown
 
 
 @dataclass

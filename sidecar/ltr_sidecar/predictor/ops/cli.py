@@ -1,4 +1,4 @@
-"""`ltr predictor train|eval|score|retrain|list`.
+"""`ltr predictor train|eval|score|retrain|list|calibrate`.
 
 Exit codes: 0 ok; 1 error (bad data/artifact/arguments, message on stderr); 2 usage;
 retrain: 3 insufficient data, 4 rejected by the quality gate (see retrain.py)."""
@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from ltr.contract import parse_duration
 from ltr_sidecar.data.datasets import DataError, load_many
 from ltr_sidecar.predictor.ops.options import RetrainOptions, TrainOptions
 from ltr_sidecar.predictor.runtime.artifact import PredictorLoadError
@@ -58,7 +59,24 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
         "--fast-buckets", type=int, default=None, help="fast ranker: hash buckets (default 262144)"
     )
     p.add_argument("--fast-dim", type=int, default=None, help="fast ranker: embedding size (default 16)")
+    p.add_argument(
+        "--time-budget",
+        type=_budget,
+        default=None,
+        help="wall-clock limit for training, a duration such as 90s or 5m: training stops in time and "
+        "keeps the best validated state (default: none)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress output")
+
+
+def _budget(text: str) -> float:
+    try:
+        seconds = parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError("the time budget must be positive")
+    return seconds
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -91,7 +109,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             + (f", pre-training on {len(pretrain[0])} consensus keys" if pretrain else ""),
             file=sys.stderr,
         )
-    pred, result = train_predictor(examples, spec, pretrain_targets=pretrain)
+    pred, result = train_predictor(examples, spec, pretrain_targets=pretrain, length_unit=args.length_unit)
     pred.save(
         args.out, extra={"data_sources": [Path(d).name for d in args.data], "model_name": args.model_name}
     )
@@ -166,6 +184,15 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     return run_retrain(RetrainOptions.from_args(args))
 
 
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from ltr_sidecar.predictor.ops.calibrate import calibrate_artifact
+
+    examples = load_many(args.data, args.model_name)
+    report = calibrate_artifact(args.artifact, examples, unit=args.unit, max_knots=args.max_knots)
+    print(json.dumps(report.as_dict(str(args.artifact))))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ltr predictor",
@@ -191,6 +218,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=0,
         help="with --consensus-from: only the K models ranking the training prompts most like --model-name",
+    )
+    p.add_argument(
+        "--length-unit",
+        choices=("words", "tokens"),
+        default="words",
+        help="what the data's lengths count, for the stored score -> length calibration",
     )
     _add_train_args(p)
     p.set_defaults(func=cmd_train)
@@ -240,6 +273,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--now", type=float, default=None, help=argparse.SUPPRESS)
     _add_train_args(p)
     p.set_defaults(func=cmd_retrain)
+
+    p = sub.add_parser(
+        "calibrate",
+        help="fit score -> expected output length on data and store it in the artifact's manifest",
+    )
+    p.add_argument("artifact", metavar="ARTIFACT_DIR", help="predictor artifact directory (rewritten)")
+    p.add_argument("--data", action="append", required=True, help="JSONL file or dataset dir (repeatable)")
+    p.add_argument("--model", "--model-name", dest="model_name", default=None, help="one model's lengths")
+    p.add_argument(
+        "--unit",
+        choices=("words", "tokens"),
+        default="words",
+        help="what the data's lengths count (words: converted to tokens when serving)",
+    )
+    p.add_argument("--max-knots", type=int, default=64, help="at most this many knots in the manifest")
+    p.set_defaults(func=cmd_calibrate)
     return parser
 
 

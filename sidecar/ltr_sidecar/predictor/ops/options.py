@@ -34,6 +34,7 @@ class TrainOptions:
     device: str = "auto"
     fast_buckets: int | None = None
     fast_dim: int | None = None
+    time_budget: float | None = None  # seconds (the CLI takes a duration such as 5m)
     quiet: bool = False
 
     @classmethod
@@ -52,6 +53,7 @@ class TrainOptions:
                 ("lr", self.lr),
                 ("weight_decay", self.weight_decay),
                 ("patience", self.patience),
+                ("time_budget", self.time_budget),
             )
             if v is not None
         }

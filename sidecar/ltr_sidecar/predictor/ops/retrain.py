@@ -173,7 +173,10 @@ def run_retrain(args: RetrainOptions) -> int:
         quiet,
     )
     t0 = time.perf_counter()
-    candidate, _ = train_predictor(train_ex, spec, base=base_pred, desc="retrain")
+    # trace lengths are the engine's output tokens
+    candidate, fit_result = train_predictor(
+        train_ex, spec, base=base_pred, desc="retrain", length_unit="tokens"
+    )
     train_seconds = time.perf_counter() - t0
     cand_tau = evaluate(candidate, hold_ex, with_latency=False)["kendall_tau"]
     cur_tau = evaluate(current, hold_ex, with_latency=False)["kendall_tau"]
@@ -181,6 +184,7 @@ def run_retrain(args: RetrainOptions) -> int:
         candidate_kendall_tau=cand_tau,
         current_kendall_tau=cur_tau,
         train_seconds=round(train_seconds, 2),
+        time_budget_exhausted=fit_result.budget_exhausted,
         holdout_samples=len(hold_ex),
     )
     _log(

@@ -27,6 +27,7 @@ class EnsemblePredictor:
         stats: Sequence[tuple[float, float]],
         weights: Sequence[float] | None = None,
         version: str = "ensemble",
+        meta: dict[str, Any] | None = None,
     ) -> None:
         if not members or len(stats) != len(members):
             raise ValueError("ensemble needs members and one (mean, std) per member")
@@ -36,6 +37,7 @@ class EnsemblePredictor:
         if len(self.weights) != len(self.members):
             raise ValueError("one weight per member")
         self.version = version
+        self.meta: dict[str, Any] = dict(meta or {})  # manifest fields (e.g. "calibration")
 
     @classmethod
     def fit(
@@ -81,7 +83,7 @@ class EnsemblePredictor:
                 }
             )
         return write_manifest(
-            d, {"version": self.version, "backbone": self.backbone, "members": entries}, files
+            d, {**self.meta, "version": self.version, "backbone": self.backbone, "members": entries}, files
         )
 
     @classmethod
@@ -96,7 +98,8 @@ class EnsemblePredictor:
             weights = [float(e.get("weight", 1.0)) for e in entries]
         except (KeyError, TypeError, ValueError) as exc:
             raise PredictorLoadError(f"{d}: bad ensemble member entry: {exc}") from exc
-        return cls(members, stats, weights, version=str(manifest["version"]))
+        meta = {k: v for k, v in manifest.items() if k not in ("files", "format")}
+        return cls(members, stats, weights, version=str(manifest["version"]), meta=meta)
 
 
 def load_ensemble(path: Path, manifest: dict[str, Any]) -> EnsemblePredictor:

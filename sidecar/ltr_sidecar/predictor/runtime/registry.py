@@ -14,6 +14,7 @@ from typing import Any
 
 from ltr_sidecar.predictor.runtime.artifact import PredictorLoadError, read_manifest
 from ltr_sidecar.predictor.runtime.base import Predictor, PromptLengthPredictor
+from ltr_sidecar.predictor.runtime.calibration import Calibration
 
 BUNDLED_DIR = Path(__file__).resolve().parent / "bundled"
 
@@ -53,9 +54,12 @@ def _loader(backbone: str, path: Path) -> Loader:
 def load_predictor(path: str | Path) -> Predictor:
     """Load a predictor artifact directory, dispatching on its manifest's backbone.
 
-    Raises PredictorLoadError with a clear message for a missing, corrupt or mismatched artifact."""
+    Raises PredictorLoadError with a clear message for a missing, corrupt or mismatched artifact
+    (a malformed `calibration` entry included)."""
     p = Path(path)
     manifest = read_manifest(p)
+    if manifest.get("calibration") is not None:
+        Calibration.from_dict(manifest["calibration"], where=f"{p}: calibration")
     return _loader(str(manifest["backbone"]), p)(p, manifest)
 
 

@@ -89,6 +89,7 @@ def train_predictor(
     pretrain_targets: tuple[Sequence[str], Sequence[float]] | None = None,
     targets: Sequence[float] | None = None,
     desc: str = "train",
+    length_unit: str = "words",
 ) -> tuple[NeuralPredictor, TrainResult]:
     """Train (or fine-tune `base`) on examples. Validation: `val_examples` if given, else a random
     `spec.val_fraction` split. `pretrain_targets`: optional (prompts, keys) ListMLE stage run first
@@ -115,8 +116,17 @@ def train_predictor(
     cfg = train_config(spec, kind)
     val = ([e.prompt for e in val_ex], [e.length for e in val_ex]) if val_ex else None
     t0 = time.perf_counter()
+    deadline = t0 + cfg.time_budget if cfg.time_budget is not None else None
     if pretrain_targets is not None and spec.objective == "listmle":
-        fit(pred, pretrain_targets[0], pretrain_targets[1], cfg, val=val, desc=f"{desc} pretrain")
+        fit(
+            pred,
+            pretrain_targets[0],
+            pretrain_targets[1],
+            cfg,
+            val=val,
+            desc=f"{desc} pretrain",
+            deadline=deadline,
+        )
     prompts = [e.prompt for e in train_ex]
     if spec.objective == "classify":
         keys: list[float] = lengths
@@ -124,7 +134,7 @@ def train_predictor(
         keys = [float(targets[i]) for i in tr_idx]
     else:
         keys = bucket_targets(lengths, spec.bucket)
-    result = fit(pred, prompts, keys, cfg, val=val, class_bounds=bounds, desc=desc)
+    result = fit(pred, prompts, keys, cfg, val=val, class_bounds=bounds, desc=desc, deadline=deadline)
     seconds = time.perf_counter() - t0
     label_scheme: dict[str, Any] = (
         {"type": "classes", "num_classes": spec.num_classes, "boundaries": bounds}
@@ -149,4 +159,13 @@ def train_predictor(
             "parent": base.version if base is not None else None,
         }
     )
+    # score -> expected length (`length_unit`: "words" unless the lengths are engine output tokens),
+    # fitted on the validation examples (the training ones when there are too few)
+    from ltr_sidecar.predictor.runtime.calibration import fit_calibration
+
+    cal_ex = val_ex if len(val_ex) >= 2 else train_ex
+    pred.meta.pop("calibration", None)  # a fine-tuned base's calibration no longer holds
+    if len(cal_ex) >= 2:
+        cal = fit_calibration(pred.score([e.prompt for e in cal_ex]), [e.length for e in cal_ex], length_unit)
+        pred.meta["calibration"] = cal.to_dict()
     return pred, result

@@ -1,6 +1,6 @@
 """Training loop shared by every neural predictor: ListMLE over lists (or cross-entropy over length
 classes for the S3-like baseline), Adam with weight decay, seeds, early stopping on validation τ,
-tqdm progress, CPU or CUDA."""
+an optional wall-clock budget, tqdm progress, CPU or CUDA."""
 
 from __future__ import annotations
 
@@ -35,6 +35,7 @@ class TrainConfig:
     lists_per_step: int = 1
     grad_clip: float = 1.0
     progress: bool = True
+    time_budget: float | None = None  # seconds of wall time for the whole fit (None: no limit)
 
     def __post_init__(self) -> None:
         if self.list_size < 2:
@@ -43,6 +44,8 @@ class TrainConfig:
             raise ValueError("epochs must be >= 1")
         if not self.lr > 0:
             raise ValueError("lr must be > 0")
+        if self.time_budget is not None and not self.time_budget > 0:
+            raise ValueError("time_budget must be > 0 seconds")
 
 
 @dataclass
@@ -54,6 +57,7 @@ class TrainResult:
     epochs_run: int
     seconds: float
     history: list[dict[str, float]] = field(default_factory=list)
+    budget_exhausted: bool = False  # training stopped because the time budget ran out
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -81,9 +85,15 @@ def fit(
     val: tuple[Sequence[str], Sequence[float]] | None = None,
     class_bounds: Sequence[float] | None = None,
     desc: str = "train",
+    deadline: float | None = None,
 ) -> TrainResult:
     """Train in place. `targets`: ListMLE ordering keys (larger = shorter) or, for `classify`, raw
-    lengths mapped to classes with `class_bounds`. `val`: (prompts, lengths) for early stopping."""
+    lengths mapped to classes with `class_bounds`. `val`: (prompts, lengths) for early stopping.
+    `deadline` (a `time.perf_counter()` value, else now + `cfg.time_budget`): training stops before it,
+    keeping the best validated state so far."""
+    t0 = time.perf_counter()  # the budget covers set-up too (a process's first optimizer is slow)
+    if deadline is None and cfg.time_budget is not None:
+        deadline = t0 + cfg.time_budget
     if len(prompts) != len(targets):
         raise ValueError("prompts and targets differ in length")
     if len(prompts) < 2:
@@ -117,7 +127,7 @@ def fit(
     schedulers = [torch.optim.lr_scheduler.LambdaLR(o, lr_factor) for o in optimizers]
     best_tau, best_state, best_epoch, bad = -math.inf, None, 0, 0
     history: list[dict[str, float]] = []
-    t0 = time.perf_counter()
+    clock = _Clock(deadline, t0, n_val=len(val[0]) if val is not None else 0, list_size=cfg.list_size)
     epoch = 0
     for epoch in range(1, cfg.epochs + 1):
         module.train()
@@ -131,8 +141,11 @@ def fit(
             file=sys.stderr,
             leave=False,
         )
-        total_loss = 0.0
+        total_loss, steps = 0.0, 0
         for s in bar:
+            if clock.must_stop():
+                break
+            t_step = time.perf_counter()
             group = lists[s : s + cfg.lists_per_step]
             flat = [i for lst in group for i in lst]
             out = module([prompts[i] for i in flat])
@@ -156,10 +169,17 @@ def fit(
                 o.step()
                 sch.step()
             total_loss += float(loss.detach())
+            steps += 1
+            clock.step_took(time.perf_counter() - t_step)
             bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
-        row = {"epoch": float(epoch), "loss": total_loss / max(1, len(bar))}
+        if steps == 0:  # the budget ran out before this epoch did anything
+            epoch -= 1
+            break
+        row = {"epoch": float(epoch), "loss": total_loss / steps}
         if val is not None and len(val[0]) >= 2:
+            t_eval = time.perf_counter()
             tau = evaluate_tau(pred, val[0], val[1])
+            clock.eval_took(time.perf_counter() - t_eval)
             row["val_tau"] = tau
             if tau > best_tau:
                 best_tau, best_epoch, bad = tau, epoch, 0
@@ -171,8 +191,10 @@ def fit(
             msg = f"{desc}: epoch {epoch} loss {row['loss']:.4f}"
             if "val_tau" in row:
                 msg += f" val_tau {row['val_tau']:.4f} (best {best_tau:.4f} @ {best_epoch})"
+            if clock.deadline is not None:
+                msg += f" ({max(0.0, clock.deadline - time.perf_counter()):.0f} s of budget left)"
             print(msg, file=sys.stderr, flush=True)
-        if val is not None and bad >= cfg.patience:
+        if (val is not None and bad >= cfg.patience) or clock.exhausted:
             break
     if best_state is not None:
         module.load_state_dict(best_state)
@@ -183,4 +205,34 @@ def fit(
         epochs_run=epoch,
         seconds=time.perf_counter() - t0,
         history=history,
+        budget_exhausted=clock.exhausted,
     )
+
+
+class _Clock:
+    """Deadline bookkeeping for `fit`: stop stepping early enough that the epoch's validation (timed
+    the first time from the step times, afterwards measured) and the wrap-up (restoring the best state,
+    calibrating, writing the manifest: 3% of the budget is kept for it) still end before the deadline."""
+
+    def __init__(self, deadline: float | None, start: float, n_val: int, list_size: int) -> None:
+        self.deadline = deadline
+        self._margin = 0.03 * (deadline - start) if deadline is not None else 0.0
+        self.exhausted = False
+        self._val_lists = max(1, math.ceil(n_val / max(1, list_size))) if n_val else 0
+        self._step = 0.0
+        self._eval: float | None = None
+
+    def step_took(self, seconds: float) -> None:
+        self._step = max(self._step, seconds) if self._step == 0.0 else 0.8 * self._step + 0.2 * seconds
+
+    def eval_took(self, seconds: float) -> None:
+        self._eval = seconds
+
+    def must_stop(self) -> bool:
+        if self.deadline is None:
+            return False
+        # forward-only validation costs about a third of a training step per list
+        reserve = self._eval if self._eval is not None else self._val_lists * self._step / 3
+        if time.perf_counter() + self._step + reserve + self._margin >= self.deadline:
+            self.exhausted = True
+        return self.exhausted

@@ -1,0 +1,56 @@
+"""The training time budget: `fit` stops before its deadline and keeps the best validated state."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from ltr_sidecar.predictor.training.pipeline import TrainSpec, build_predictor, train_predictor
+from ltr_sidecar.predictor.training.train import TrainConfig, fit
+from tests.support.predictor import synthetic_examples
+
+SMALL = {"buckets": 16384, "dim": 8}
+
+
+def _spec(**train: float) -> TrainSpec:
+    return TrainSpec(
+        backbone="fast", fast_options=SMALL, device="cpu", train={"progress": False, "lr": 0.01, **train}
+    )
+
+
+def test_fit_stops_before_the_budget_and_keeps_the_best_state():
+    ex = synthetic_examples(400, seed=3)
+    spec = _spec(epochs=60, patience=1000, time_budget=2.0)  # 60 epochs take longer than 2 s
+    t0 = time.perf_counter()
+    pred, result = train_predictor(ex, spec)
+    elapsed = time.perf_counter() - t0
+    assert result.budget_exhausted
+    assert result.seconds <= 2.0 and elapsed <= 2.5
+    assert 1 <= result.epochs_run < 60
+    assert result.best_val_tau is not None and result.best_val_tau > 0.3  # trained, best state restored
+    assert pred.meta["val_kendall_tau"] == result.best_val_tau
+
+
+def test_no_budget_means_no_early_stop_from_the_clock():
+    ex = synthetic_examples(120, seed=4)
+    _, result = train_predictor(ex, _spec(epochs=2, patience=10))
+    assert not result.budget_exhausted and result.epochs_run == 2
+
+
+def test_a_deadline_already_past_trains_nothing():
+    ex = synthetic_examples(100, seed=5)
+    pred = build_predictor(_spec(), out_dim=1)
+    before = {k: v.clone() for k, v in pred.module.state_dict().items()}
+    cfg = TrainConfig(epochs=5, lr=0.01, progress=False)
+    prompts, keys = [e.prompt for e in ex], [-e.length for e in ex]
+    result = fit(pred, prompts, keys, cfg, deadline=time.perf_counter() - 1.0)
+    assert result.budget_exhausted and result.epochs_run == 0 and result.history == []
+    after = pred.module.state_dict()
+    assert all(bool((before[k] == after[k]).all()) for k in before)
+
+
+@pytest.mark.parametrize("bad", [0.0, -1.0])
+def test_time_budget_must_be_positive(bad):
+    with pytest.raises(ValueError, match="time_budget"):
+        TrainConfig(time_budget=bad)
