@@ -16,7 +16,7 @@ from ltr import __version__
 COMMANDS: dict[str, tuple[str, str]] = {
     "predictor": (
         "ltr_sidecar.predictor.ops.cli",
-        "train, evaluate, score, calibrate and retrain length predictors",
+        "train, evaluate, score, calibrate, optimize and retrain length predictors",
     ),
     "sidecar": ("ltr_sidecar.server.cli", "run the scheduling sidecar (gRPC + OpenAI-compatible HTTP)"),
     "operator": ("ltr_operator.cli", "run the kopf operator that reconciles LTRServing resources"),

@@ -54,3 +54,15 @@ def test_a_deadline_already_past_trains_nothing():
 def test_time_budget_must_be_positive(bad):
     with pytest.raises(ValueError, match="time_budget"):
         TrainConfig(time_budget=bad)
+
+
+def test_pretraining_gets_half_the_budget_and_the_whole_run_fits():
+    ex = synthetic_examples(300, seed=6)
+    pre = (
+        [e.prompt for e in synthetic_examples(300, seed=7)],
+        [-e.length for e in synthetic_examples(300, seed=7)],
+    )
+    t0 = time.perf_counter()
+    _, result = train_predictor(ex, _spec(epochs=60, patience=1000, time_budget=2.0), pretrain_targets=pre)
+    assert time.perf_counter() - t0 <= 2.1
+    assert result.budget_exhausted and result.epochs_run >= 1  # fine-tuning still ran after pre-training

@@ -319,8 +319,9 @@ def test_train_with_consensus_pretraining(capsys, tmp_path):
 
 
 def test_first_retrain_of_an_empty_store_fine_tunes_the_bundled_ranker(capsys, tmp_path):
-    """No --base, no --backbone, empty store: start from the bundled ranker (seconds on CPU), not a
-    from-scratch train of the default backbone; current = bundled (what pods serve at cold start)."""
+    """No --base, no --backbone, empty store: start from the bundled ranker (seconds on CPU; a fresh
+    fast ranker of its shape competes), not a from-scratch train of the default backbone; current =
+    bundled (what pods serve at cold start)."""
     traces = _traces(tmp_path / "t", 200)
     store = PredictorStore(tmp_path / "store")
     code, out, err = run_ltr(
@@ -332,9 +333,11 @@ def test_first_retrain_of_an_empty_store_fine_tunes_the_bundled_ranker(capsys, t
     bundled = load_predictor(bundled_predictor_path())
     assert result["current"] == bundled.version, err
     assert f"fine-tuning {bundled.version}" in err
-    if code == 0:  # published: its parent is the bundled ranker and it is the same kind of model
+    assert result["start"]["chosen"] in ("fine-tuned", "fresh")  # a fresh fast ranker competed
+    if code == 0:  # published: same kind of model; its parent is the bundled ranker unless fresh won
         manifest = json.loads((store.resolve(result["candidate"]) / "predictor.json").read_text())
-        assert manifest["lineage"]["parent"] == bundled.version and manifest["backbone"] == bundled.backbone
+        parent = bundled.version if result["start"]["chosen"] == "fine-tuned" else None
+        assert manifest["lineage"]["parent"] == parent and manifest["backbone"] == bundled.backbone
     else:  # the gate may reject one epoch on synthetic data; it still trained from the bundled ranker
         assert code == 4 and result["status"] == "rejected", err
 
@@ -367,3 +370,39 @@ def test_time_budget_flag_takes_a_positive_duration(capsys):
             ltr_main(["predictor", "train", "--data", "x.jsonl", "--out", "o", "--time-budget", bad])
         assert exc.value.code == 2
         assert "--time-budget" in capsys.readouterr().err
+
+
+def test_retrain_without_a_backbone_lets_a_fresh_fast_ranker_compete(capsys, tmp_path):
+    from ltr_sidecar.data.datasets import Example
+    from ltr_sidecar.predictor.training.pipeline import TrainSpec, train_predictor
+
+    inverted = [Example(e.prompt, 1000.0 - e.length) for e in synthetic_examples(200, seed=5)]
+    spec = TrainSpec(
+        backbone="fast",
+        fast_options={"buckets": 16384, "dim": 8},
+        device="cpu",
+        train={"epochs": 3, "progress": False, "lr": 0.01},
+    )
+    weak, _ = train_predictor(inverted, spec)  # a base that ranks long answers first
+    weak.save(tmp_path / "weak")
+    store = PredictorStore(tmp_path / "store")
+    store.publish(tmp_path / "weak", "v1")
+    traces = _traces(tmp_path / "t", 300)
+    argv = [
+        *retrain_argv(traces, store.root),
+        "--min-samples",
+        "100",
+        "--epochs",
+        "6",
+        "--lr",
+        "0.01",
+        "--quiet",
+    ]
+    code, out, err = run_ltr(capsys, *argv)  # no --backbone: the CronJob's command line
+    assert code == 0, err
+    start = json.loads(out)["start"]
+    assert start["chosen"] == "fresh" and start["fresh_val_tau"] > start["fine_tuned_val_tau"]
+    manifest = json.loads((store.resolve("v2") / "predictor.json").read_text())
+    assert (
+        manifest["lineage"]["parent"] is None and manifest["config"]["buckets"] == 16384
+    )  # the base's shape

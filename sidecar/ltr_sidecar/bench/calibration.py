@@ -22,6 +22,8 @@ import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ltr_sidecar.predictor.runtime.calibration import pool_adjacent_violators
+
 
 @dataclass(frozen=True)
 class IsotonicMap:
@@ -49,22 +51,9 @@ def isotonic_fit(x: Sequence[float], y: Sequence[float], increasing: bool = True
     """
     if len(x) != len(y) or not x:
         raise ValueError("isotonic_fit needs equally long, non-empty x and y")
-    sign = 1.0 if increasing else -1.0
-    # blocks: [sum_x, sum_y, count], equal x pooled up front
-    blocks: list[list[float]] = []
-    for xi, yi in sorted(zip(x, y, strict=True)):
-        if blocks and blocks[-1][0] / blocks[-1][2] == xi:
-            blocks[-1][1] += sign * yi
-            blocks[-1][0] += xi
-            blocks[-1][2] += 1
-        else:
-            blocks.append([xi, sign * yi, 1.0])
-        while len(blocks) > 1 and blocks[-2][1] / blocks[-2][2] >= blocks[-1][1] / blocks[-1][2]:
-            sx, sy, n = blocks.pop()
-            blocks[-1][0] += sx
-            blocks[-1][1] += sy
-            blocks[-1][2] += n
-    return IsotonicMap(tuple(b[0] / b[2] for b in blocks), tuple(sign * b[1] / b[2] for b in blocks))
+    sign = -1.0 if increasing else 1.0  # the shared PAV fits non-increasing: negate y for an increasing fit
+    blocks = pool_adjacent_violators(sorted((float(a), sign * float(b)) for a, b in zip(x, y, strict=True)))
+    return IsotonicMap(tuple(sx / n for sx, _, n in blocks), tuple(sign * sy / n for _, sy, n in blocks))
 
 
 @dataclass(frozen=True)

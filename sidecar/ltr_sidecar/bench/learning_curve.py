@@ -214,11 +214,11 @@ def render_markdown(result: dict[str, Any]) -> str:
             cells = []
             for n in sizes:
                 if n == 0:
-                    cells.append(f"{r['cold_start']['tau']:.3f}" if mode == "warm" else "–")
+                    cells.append(f(r["cold_start"]) if mode == "warm" else "–")
                     continue
                 p = next((p for p in r["points"] if (p["family"], p["mode"], p["n"]) == (fam, mode, n)), None)
                 budget = "*" if p and p["budget_hit"] else ""
-                cells.append(f"{p['tau']:.3f} ({p['seconds']:.0f} s{budget})" if p else "–")
+                cells.append(f"{f(p)} ({p['seconds']:.0f} s{budget})" if p else "–")
             lines.append(f"| {r['workload']['name']} | {fam}/{mode} | " + " | ".join(cells) + " |")
     lines += ["", "`*`: the retrain hit its time budget.", "", f"Run: `{result['meta']['command']}`", ""]
     return "\n".join(lines)

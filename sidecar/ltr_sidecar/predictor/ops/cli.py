@@ -1,4 +1,4 @@
-"""`ltr predictor train|eval|score|retrain|list|calibrate`.
+"""`ltr predictor train|eval|score|retrain|list|calibrate|optimize`.
 
 Exit codes: 0 ok; 1 error (bad data/artifact/arguments, message on stderr); 2 usage;
 retrain: 3 insufficient data, 4 rejected by the quality gate (see retrain.py)."""
@@ -193,6 +193,23 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_optimize(args: argparse.Namespace) -> int:
+    from ltr_sidecar.predictor.ops.optimize import compare, optimize_artifact
+
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    manifest = optimize_artifact(
+        args.artifact, args.out, quantize=args.quantize, max_tokens=args.max_input, version=args.version
+    )
+    report: dict[str, object] = {"out": args.out, "version": manifest["version"]}
+    if args.data:
+        report.update(compare(args.artifact, args.out, load_many(args.data, args.model_name)))
+    print(json.dumps(report))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ltr predictor",
@@ -289,6 +306,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--max-knots", type=int, default=64, help="at most this many knots in the manifest")
     p.set_defaults(func=cmd_calibrate)
+
+    p = sub.add_parser(
+        "optimize",
+        help="derive a CPU-cheap encoder artifact (int8, shorter input); report tau and latency change",
+    )
+    p.add_argument("artifact", metavar="ARTIFACT_DIR", help="an hf (encoder) predictor artifact")
+    p.add_argument("--out", required=True, help="directory of the derived artifact (must not exist)")
+    p.add_argument("--quantize", choices=("int8", "none"), default="int8", help="load-time weight format")
+    p.add_argument("--max-input", type=int, default=None, help="new max input tokens (default: keep)")
+    p.add_argument("--version", default=None, help="version of the derived artifact (default: derived)")
+    p.add_argument("--data", action="append", default=[], help="measure tau/latency before and after on this")
+    p.add_argument("--model-name", default=None)
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads for the latency (default 1)")
+    p.set_defaults(func=cmd_optimize)
     return parser
 
 

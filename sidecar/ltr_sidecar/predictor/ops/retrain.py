@@ -15,12 +15,13 @@ Gate: candidate τ >= --min-kendall-tau and candidate τ > current τ on the hel
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ltr.contract import (
     EXIT_INSUFFICIENT,
@@ -35,6 +36,10 @@ from ltr_sidecar.predictor.ops.evaluate import evaluate
 from ltr_sidecar.predictor.ops.options import RetrainOptions
 from ltr_sidecar.predictor.runtime.base import Predictor
 from ltr_sidecar.predictor.runtime.registry import bundled_predictor_path, load_predictor
+
+if TYPE_CHECKING:
+    from ltr_sidecar.predictor.runtime.neural import NeuralPredictor
+    from ltr_sidecar.predictor.training.pipeline import TrainSpec
 
 FIELD_MANAGER = "ltr-retrain"
 __all__ = [
@@ -105,6 +110,15 @@ def _finish(args: RetrainOptions, result: dict[str, Any], code: int) -> int:
     return code
 
 
+def fresh_fast_spec(spec: TrainSpec, base: NeuralPredictor | None) -> TrainSpec | None:
+    """For a fast-ranker base: the spec of a fresh fast ranker of the base's shape, else None."""
+    if base is None or base.module.kind != "fast":
+        return None
+    shape = base.module.config()
+    options = {k: int(shape[k]) for k in ("buckets", "dim", "hidden", "max_chars")}
+    return dataclasses.replace(spec, backbone="fast", fast_options=options, train=dict(spec.train))
+
+
 def run_retrain(args: RetrainOptions) -> int:
     """Run one retrain (see the module doc); returns the exit code."""
     from ltr_sidecar.predictor.runtime.neural import NeuralPredictor
@@ -173,10 +187,24 @@ def run_retrain(args: RetrainOptions) -> int:
         quiet,
     )
     t0 = time.perf_counter()
+    fresh = fresh_fast_spec(spec, base_pred) if args.train.backbone is None else None
+    if fresh is not None and spec.train.get("time_budget"):
+        spec.train["time_budget"] = fresh.train["time_budget"] = spec.train["time_budget"] / 2
     # trace lengths are the engine's output tokens
     candidate, fit_result = train_predictor(
         train_ex, spec, base=base_pred, desc="retrain", length_unit="tokens"
     )
+    if fresh is not None:
+        # a fast base also competes with a fresh fast ranker of the same shape (seconds on CPU): a base
+        # trained on another workload can be a worse start than none (benchmarks/results/learning-curve-*)
+        other, other_result = train_predictor(train_ex, fresh, desc="retrain fresh", length_unit="tokens")
+        warm_tau, fresh_tau = fit_result.best_val_tau, other_result.best_val_tau
+        result["start"] = {"fine_tuned_val_tau": warm_tau, "fresh_val_tau": fresh_tau, "chosen": "fine-tuned"}
+        if fresh_tau is not None and (warm_tau is None or fresh_tau > warm_tau):
+            candidate, fit_result, result["start"]["chosen"] = other, other_result, "fresh"
+        _log(
+            f"validation tau: fine-tuned {warm_tau} vs fresh {fresh_tau}: {result['start']['chosen']}", quiet
+        )
     train_seconds = time.perf_counter() - t0
     cand_tau = evaluate(candidate, hold_ex, with_latency=False)["kendall_tau"]
     cur_tau = evaluate(current, hold_ex, with_latency=False)["kendall_tau"]
@@ -205,7 +233,7 @@ def run_retrain(args: RetrainOptions) -> int:
     version = args.version or store.next_version()
     timestamps = [e.timestamp for e in examples if e.timestamp is not None]
     lineage = {
-        "parent": base_version,
+        "parent": None if result.get("start", {}).get("chosen") == "fresh" else base_version,
         "data_window": {
             "window": args.window,
             "since": since,

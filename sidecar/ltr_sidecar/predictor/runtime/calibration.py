@@ -160,7 +160,7 @@ def fit_calibration(
         raise ValueError("scores and lengths must be finite numbers")
     if pairs and min(n for _, n in pairs) < 0:
         raise ValueError("lengths must be >= 0")
-    blocks = _merge(_pav(pairs), max_knots)
+    blocks = _merge(pool_adjacent_violators(pairs), max_knots)
     return Calibration(
         xs=tuple(sx / w for sx, _, w in blocks),
         ys=tuple(sy / w for _, sy, w in blocks),
@@ -173,11 +173,12 @@ def fit_calibration(
 Block = tuple[float, float, float]  # (sum of scores, sum of lengths, count)
 
 
-def _pav(pairs: Sequence[tuple[float, float]]) -> list[Block]:
+def pool_adjacent_violators(pairs: Sequence[tuple[float, float]]) -> list[Block]:
     """Pool adjacent violators over pairs sorted by score: blocks with strictly decreasing mean length.
 
     Equal scores are pooled first (one score, one prediction); a block whose mean is not below its
-    left neighbour's is merged into it."""
+    left neighbour's is merged into it. The one PAV of the project (the simulator's increasing fits
+    negate their y)."""
     blocks: list[list[float]] = []
     last_score = math.nan
     for s, n in pairs:

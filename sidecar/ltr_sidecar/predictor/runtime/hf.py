@@ -22,6 +22,9 @@ from ltr_sidecar.predictor.runtime.bounds import check_hf_backbone
 HEAD = "head.safetensors"
 BACKBONE_DIR = "backbone"
 POOLINGS = ("mean", "cls", "last")
+#: load-time weight formats: "none" (float32) or "int8" (dynamic int8 quantisation of every Linear
+#: layer on CPU; the artifact keeps float32 weights, so it stays trainable and loadable anywhere)
+QUANTIZATIONS = ("none", "int8")
 
 
 def minilm_dir(cache_dir: str | Path | None = None) -> Path:
@@ -89,12 +92,15 @@ class HFRanker(nn.Module):
         pooling: str = "mean",
         max_tokens: int = 256,
         name: str | None = None,
+        quantize: str = "none",
     ) -> None:
         super().__init__()
         from transformers import AutoModel, AutoTokenizer
 
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+        if quantize not in QUANTIZATIONS:
+            raise ValueError(f"quantize must be one of {QUANTIZATIONS}, got {quantize!r}")
         if max_tokens < 8:
             raise ValueError("max_tokens must be >= 8")
         model_dir = Path(model_dir)
@@ -107,9 +113,10 @@ class HFRanker(nn.Module):
             self.tokenizer.pad_token = self.tokenizer.eos_token or self.tokenizer.unk_token
         # decoders pool the last real token: pad on the left so it sits at position -1
         self.tokenizer.padding_side = "left" if pooling == "last" else "right"
-        self.pooling, self.max_tokens, self.out_dim = pooling, max_tokens, out_dim
+        self.pooling, self.max_tokens, self.out_dim, self.quantize = pooling, max_tokens, out_dim, quantize
         self.name = name or model_dir.name
         hidden = int(getattr(self.backbone.config, "hidden_size", 0) or self.backbone.config.d_model)
+        self._int8: nn.Module | None = None
         self.head = nn.Linear(hidden, out_dim)
         nn.init.normal_(self.head.weight, std=0.02)
         nn.init.zeros_(self.head.bias)
@@ -124,7 +131,33 @@ class HFRanker(nn.Module):
             "max_tokens": self.max_tokens,
             "out_dim": self.out_dim,
             "name": self.name,
+            "quantize": self.quantize,
         }
+
+    def train(self, mode: bool = True) -> HFRanker:
+        if mode:
+            self._int8 = None  # weights will change: the next inference re-quantises
+        super().train(mode)
+        return self
+
+    def _serving_backbone(self) -> nn.Module:
+        """The backbone for this forward pass: with `quantize="int8"`, in eval mode on CPU, a cached
+        dynamic-int8 copy (every Linear layer); otherwise the float32 backbone that trains and saves."""
+        if self.quantize != "int8" or self.training or self.head.weight.device.type != "cpu":
+            return self.backbone
+        if self._int8 is None:
+            import copy
+            import warnings
+
+            from torch.ao.quantization import quantize_dynamic
+
+            with warnings.catch_warnings():  # torch flags quantized tensors deprecated; kernels are current
+                warnings.simplefilter("ignore")
+                fp32 = copy.deepcopy(self.backbone).eval()
+                quantized = quantize_dynamic(fp32, {nn.Linear}, dtype=torch.qint8)
+            object.__setattr__(self, "_int8", quantized)  # a cache, not a submodule: never saved or trained
+        assert self._int8 is not None
+        return self._int8
 
     def forward(self, prompts: Sequence[str]) -> torch.Tensor:
         dev = self.head.weight.device
@@ -132,7 +165,7 @@ class HFRanker(nn.Module):
             list(prompts), padding=True, truncation=True, max_length=self.max_tokens, return_tensors="pt"
         )
         enc = {k: v.to(dev) for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
-        hidden = self.backbone(**enc).last_hidden_state
+        hidden = self._serving_backbone()(**enc).last_hidden_state
         mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
         if self.pooling == "mean":
             pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
@@ -163,6 +196,7 @@ class HFRanker(nn.Module):
                 pooling=str(config["pooling"]),
                 max_tokens=int(config["max_tokens"]),
                 name=str(config.get("name") or ""),
+                quantize=str(config.get("quantize", "none")),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise PredictorLoadError(f"{directory}: bad HF predictor config {config!r}: {exc}") from exc

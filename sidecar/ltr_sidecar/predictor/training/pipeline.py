@@ -118,6 +118,8 @@ def train_predictor(
     t0 = time.perf_counter()
     deadline = t0 + cfg.time_budget if cfg.time_budget is not None else None
     if pretrain_targets is not None and spec.objective == "listmle":
+        # with a budget, pre-training gets at most half of it (what it leaves over goes to fine-tuning)
+        half = t0 + cfg.time_budget / 2 if cfg.time_budget is not None else None
         fit(
             pred,
             pretrain_targets[0],
@@ -125,7 +127,7 @@ def train_predictor(
             cfg,
             val=val,
             desc=f"{desc} pretrain",
-            deadline=deadline,
+            deadline=half,
         )
     prompts = [e.prompt for e in train_ex]
     if spec.objective == "classify":
