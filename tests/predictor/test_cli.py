@@ -244,11 +244,11 @@ def test_window_parsing_and_annotation_report():
             parse_target(bad)
 
 
-def test_retrain_fine_tunes_a_weak_neural_base(capsys, tmp_path):
+def _inverted_base_store(tmp_path: Path) -> PredictorStore:
+    """A store whose v1 is a deliberately bad fast ranker: trained to rank long answers first."""
     from ltr_sidecar.data.datasets import Example
     from ltr_sidecar.predictor.training.pipeline import TrainSpec, train_predictor
 
-    # a deliberately bad base: trained to rank long answers first
     inverted = [Example(e.prompt, 1000.0 - e.length) for e in synthetic_examples(200, seed=5)]
     spec = TrainSpec(
         backbone="fast",
@@ -260,6 +260,11 @@ def test_retrain_fine_tunes_a_weak_neural_base(capsys, tmp_path):
     weak.save(tmp_path / "weak")
     store = PredictorStore(tmp_path / "store")
     store.publish(tmp_path / "weak", "v1")
+    return store
+
+
+def test_retrain_fine_tunes_a_weak_neural_base(capsys, tmp_path):
+    store = _inverted_base_store(tmp_path)
     traces = _traces(tmp_path / "t", 300)
     code, out, err = _retrain(capsys, traces, store, "--keep", "1")
     assert code == 0, err
@@ -373,20 +378,7 @@ def test_time_budget_flag_takes_a_positive_duration(capsys):
 
 
 def test_retrain_without_a_backbone_lets_a_fresh_fast_ranker_compete(capsys, tmp_path):
-    from ltr_sidecar.data.datasets import Example
-    from ltr_sidecar.predictor.training.pipeline import TrainSpec, train_predictor
-
-    inverted = [Example(e.prompt, 1000.0 - e.length) for e in synthetic_examples(200, seed=5)]
-    spec = TrainSpec(
-        backbone="fast",
-        fast_options={"buckets": 16384, "dim": 8},
-        device="cpu",
-        train={"epochs": 3, "progress": False, "lr": 0.01},
-    )
-    weak, _ = train_predictor(inverted, spec)  # a base that ranks long answers first
-    weak.save(tmp_path / "weak")
-    store = PredictorStore(tmp_path / "store")
-    store.publish(tmp_path / "weak", "v1")
+    store = _inverted_base_store(tmp_path)
     traces = _traces(tmp_path / "t", 300)
     argv = [
         *retrain_argv(traces, store.root),
