@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from ltr.contract import EXIT_INSUFFICIENT, EXIT_REJECTED
+from ltr.contract import EXIT_INSUFFICIENT, EXIT_REJECTED, format_duration
 from ltr_operator import constants as c
 from ltr_operator.objects import Inputs, Owner, labels, meta, names, store_volume
 from ltr_operator.rbac import RETRAIN_JOB_RULES
 from ltr_operator.security import SIDECAR_SECURITY_CONTEXT
-from ltr_operator.spec import LTRServingSpec
+from ltr_operator.spec import LTRServingSpec, RetrainingSpec
 
 
 def build_retrain_result(owner: Owner) -> dict[str, Any]:
@@ -51,6 +51,17 @@ def build_retrain_rbac(owner: Owner) -> list[dict[str, Any]]:
     ]
 
 
+DEFAULT_TIME_BUDGET_S = 300.0
+
+
+def time_budget(r: RetrainingSpec) -> str:
+    """`retraining.timeBudget`, else 5m capped at 80% of `activeDeadlineSeconds` (so an object valid
+    before the field existed keeps a job that ends in time)."""
+    if r.time_budget is not None:
+        return r.time_budget
+    return format_duration(min(DEFAULT_TIME_BUDGET_S, 0.8 * r.active_deadline_s))
+
+
 def retrain_args(owner: Owner, spec: LTRServingSpec, base_version: str) -> list[str]:
     r = spec.retraining
     args = [
@@ -63,7 +74,7 @@ def retrain_args(owner: Owner, spec: LTRServingSpec, base_version: str) -> list[
         "--window",
         r.window,
         "--time-budget",
-        r.time_budget,
+        time_budget(r),
         "--min-samples",
         str(r.min_samples),
         "--min-kendall-tau",

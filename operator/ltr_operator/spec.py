@@ -93,7 +93,7 @@ class RetrainingSpec:
     schedule: str = "0 */6 * * *"
     time_zone: str | None = None
     window: str = "24h"
-    time_budget: str = "5m"
+    time_budget: str | None = None  # None: DEFAULT_TIME_BUDGET_S, capped at 80% of active_deadline_s
     min_samples: int = 1000
     min_kendall_tau: float = 0.3
     auto_promote: bool = False
@@ -313,7 +313,7 @@ def parse_spec(spec: Any) -> LTRServingSpec:
         schedule=rt.str("schedule", "0 */6 * * *"),
         time_zone=rt.str("timeZone"),
         window=rt.duration("window", "24h"),
-        time_budget=rt.duration("timeBudget", "5m"),
+        time_budget=rt.duration("timeBudget", "5m") if "timeBudget" in rt.data else None,
         min_samples=rt.int("minSamples", 1000, 10),
         min_kendall_tau=rt.num("minKendallTau", 0.3, -1.0, 1.0),
         auto_promote=rt.bool("autoPromote", False),
@@ -382,10 +382,10 @@ def cross_field_problems(spec: LTRServingSpec) -> list[str]:
     if spec.model.engine == "custom" and not (spec.model.command or spec.model.args):
         out.append("spec.model.engine: custom needs model.command or model.args")
     rt = spec.retraining
-    budget = parse_duration(rt.time_budget)
-    if budget < 10:
+    budget = parse_duration(rt.time_budget) if rt.time_budget is not None else None
+    if budget is not None and budget < 10:
         out.append(f"spec.retraining.timeBudget: must be at least 10s, got {rt.time_budget}")
-    if budget >= rt.active_deadline_s:
+    if budget is not None and budget >= rt.active_deadline_s:
         out.append(
             f"spec.retraining.timeBudget: must be shorter than retraining.activeDeadlineSeconds "
             f"({rt.time_budget} >= {rt.active_deadline_s}s)"

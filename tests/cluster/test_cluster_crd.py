@@ -41,12 +41,24 @@ FIELD = {
     "port clash": "spec.sidecar: Invalid value",
     "tau above 1": "spec.retraining.minKendallTau: Invalid value: 1.5",
     "schedule in words": 'spec.retraining.schedule: Invalid value: "every six hours"',
+    "time budget in words": 'spec.retraining.timeBudget: Invalid value: "five minutes"',
+    "time budget too short": "spec.retraining.timeBudget: Invalid value",
+    "time budget beyond the job deadline": "spec.retraining.timeBudget: Invalid value",
     "retraining without prompts": "spec.sidecar.recordPrompts: Invalid value",
     "custom engine without a command": "spec.model.engine: Required value",
     "empty sidecar image": 'spec.sidecar.image: Invalid value: ""',
     "bad GPU quantity": 'spec.model.resources.limits.nvidia.com/gpu: Invalid value: "lots"',
 }
-CEL_WORDS = ("requires", "must not exceed", "either", "must all differ", "needs", "maxConcurrency")
+CEL_WORDS = (
+    "requires",
+    "must not exceed",
+    "either",
+    "must all differ",
+    "needs",
+    "maxConcurrency",
+    "at least 10s",
+    "must be shorter than",
+)
 
 
 def _examples() -> list[Path]:

@@ -141,3 +141,14 @@ def test_named_probe_ports_resolve_in_their_own_container(engine: str) -> None:
             action = (container.get(kind) or {}).get("httpGet") or {}
             port = action.get("port")
             assert not isinstance(port, str) or port in own, (container["name"], kind, port)
+
+
+def test_retrain_time_budget_defaults_below_the_job_deadline() -> None:
+    from ltr.contract import parse_duration
+    from ltr_operator.retraining import time_budget
+    from ltr_operator.spec import RetrainingSpec
+
+    assert time_budget(RetrainingSpec()) == "300s"  # 5m with the default 3600 s deadline
+    for deadline in (60, 300, 301):  # objects from before the field existed stay valid and end in time
+        assert parse_duration(time_budget(RetrainingSpec(active_deadline_s=deadline))) < deadline
+    assert time_budget(RetrainingSpec(time_budget="90s", active_deadline_s=60)) == "90s"  # as written
