@@ -6,6 +6,7 @@
     ltr bench predictor ...                                # predictor benchmark (ranking quality)
     ltr bench overhead ...                                 # sidecar's added TTFT and relay throughput
     ltr bench learning-curve ...                           # cold start per workload, τ vs retrain size
+    ltr bench scoring ...                                  # scorer under Poisson load (64 req/s default)
 
 Without `--data`, the workload is the shipped sample's held-out part and the predictors are trained
 on its training part (cached). See docs/bench.md.
@@ -200,6 +201,7 @@ SUB_BENCHMARKS = {
     "predictor": "ltr_sidecar.bench.predictor_bench",
     "overhead": "ltr_sidecar.bench.overhead",
     "learning-curve": "ltr_sidecar.bench.learning_curve",
+    "scoring": "ltr_sidecar.bench.scoring_load",
 }
 
 
