@@ -404,10 +404,10 @@ def main(argv: list[str] | None = None) -> int:
         (args.ttft_requests, args.streams, args.tokens, args.paced_streams, args.paced_tokens) = (
             30,
             4,
-            200,
+            800,
             8,
-            50,
-        )
+            200,
+        )  # enough relay work for the sidecar to use several of /proc's 10 ms CPU ticks
     from ltr_sidecar.predictor import PromptLengthPredictor
 
     loadavg = os.getloadavg()
