@@ -33,6 +33,7 @@ def test_only_permissive_workloads_train_the_cold_start():
 @pytest.mark.slow
 def test_small_run_writes_table_plot_and_json(shared_data: Path, tmp_path: Path, capsys):
     argv = ["--data-root", str(shared_data), "--workloads", "self-instruct", "--sizes", "0,40"]
+    argv += ["--families", "fast,fast-classify"]
     argv += ["--heldout", "60", "--cold-per-workload", "150", "--out", str(tmp_path), "--name", "lc"]
     assert main(argv) == 0
     result = json.loads((tmp_path / "lc.json").read_text())
@@ -41,6 +42,7 @@ def test_small_run_writes_table_plot_and_json(shared_data: Path, tmp_path: Path,
     assert {(p["family"], p["mode"], p["n"]) for p in row["points"]} == {
         ("fast", "warm", 40),
         ("fast", "scratch", 40),
+        ("fast-classify", "scratch", 40),
     }
     for point in [row["cold_start"], row["bundled"], *row["points"]]:
         assert -1 <= point["lo"] <= point["tau"] <= point["hi"] <= 1 and point["n_eval"] == 60

@@ -138,8 +138,10 @@ class Curve:
     ) -> tuple[Predictor, float, bool]:
         from ltr_sidecar.predictor.training.pipeline import train_predictor
 
-        backbone = "fast" if family == "fast" else family
+        backbone = family.removesuffix("-classify")
         spec = self.spec(backbone, tag)
+        if family.endswith("-classify"):  # the S3-like baseline: length classes, cross-entropy
+            spec.objective = "classify"
         start = copy.deepcopy(base) if (mode == "warm" and base is not None) else None
         t0 = time.perf_counter()
         pred, res = train_predictor(train, spec, base=start, desc=tag)
@@ -274,7 +276,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="benchmarks/results", help="output folder")
     p.add_argument("--name", default="learning-curve", help="result file base name")
     p.add_argument("--workloads", default=",".join(w.name for w in WORKLOADS), help="comma list")
-    p.add_argument("--families", default="fast", help="comma list of backbones: fast, minilm, ...")
+    p.add_argument(
+        "--families",
+        default="fast",
+        help="comma list: fast, fast-classify, minilm, minilm-classify, a model dir",
+    )
     p.add_argument("--sizes", default="0,100,200,500,1000,2000", help="retrain sizes N")
     p.add_argument("--heldout", type=int, default=200, help="held-out prompts per workload")
     p.add_argument("--max-per-workload", type=int, default=4000, help="cap on prompts per workload")
