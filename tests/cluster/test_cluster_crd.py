@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.operator.test_crd import INVALID, VALID
+from tests.operator.test_crd import CEL_WORDS, INVALID, VALID
 from tests.support import chart as crd_tools
 from tests.support.cluster.cluster import wait
 from tests.support.cluster.release import OperatorRelease
@@ -49,16 +49,6 @@ FIELD = {
     "empty sidecar image": 'spec.sidecar.image: Invalid value: ""',
     "bad GPU quantity": 'spec.model.resources.limits.nvidia.com/gpu: Invalid value: "lots"',
 }
-CEL_WORDS = (
-    "requires",
-    "must not exceed",
-    "either",
-    "must all differ",
-    "needs",
-    "maxConcurrency",
-    "at least 10s",
-    "must be shorter than",
-)
 
 
 def _examples() -> list[Path]:

@@ -142,6 +142,18 @@ def _with(path: str, value: Any) -> dict[str, Any]:
 
 _DELETE = object()
 
+#: words only the CRD's CEL rule messages use: an INVALID case expecting one is a CEL rejection
+CEL_WORDS = (
+    "requires",
+    "must not exceed",
+    "either",
+    "must all differ",
+    "needs",
+    "maxConcurrency",
+    "at least 10s",
+    "must be shorter than",
+)
+
 INVALID: list[tuple[str, dict[str, Any], str]] = [
     ("no spec", _with("spec", _DELETE), "'spec' is a required property"),
     ("no model name", _with("spec.model.name", _DELETE), "'name' is a required property"),
@@ -252,24 +264,7 @@ def test_operator_rechecks_the_cel_rules(schema: dict[str, Any], crd_tools: Any)
     # Objects that bypassed API validation: every CEL rejection above is also a SpecError in the operator.
     from ltr_operator.spec import SpecError
 
-    cel_cases = [
-        (n, o)
-        for n, o, e in INVALID
-        if e
-        and any(
-            word in e
-            for word in (
-                "requires",
-                "must not exceed",
-                "either",
-                "must all differ",
-                "needs",
-                "maxConcurrency",
-                "at least 10s",
-                "must be shorter than",
-            )
-        )
-    ]
+    cel_cases = [(n, o) for n, o, e in INVALID if e and any(word in e for word in CEL_WORDS)]
     assert len(cel_cases) >= 8
     for name, obj in cel_cases:
         with pytest.raises(SpecError):

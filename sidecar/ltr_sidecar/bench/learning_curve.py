@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import copy
 import hashlib
-import json
 import platform
 import random
 import sys
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ltr_sidecar.bench.predictor_bench import default_data_root
+from ltr_sidecar.bench.report import write_result_files
 from ltr_sidecar.data.datasets import Example, load_examples
 from ltr_sidecar.predictor.runtime.base import Predictor, PromptLengthPredictor
 from ltr_sidecar.predictor.runtime.neural import NeuralPredictor
@@ -317,11 +317,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         **{k: v for k, v in vars(args).items() if k not in ("sizes",)},
     }
     result = {"meta": meta, "workloads": rows}
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"{args.name}.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
     md = render_markdown(result)
-    (out / f"{args.name}.md").write_text(md)
+    out = write_result_files(args.out, args.name, result, md)
     plot(result, out / f"{args.name}.png")
     print(md)
     return 0

@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 
+from ltr_sidecar.bench.report import write_result_files
 from ltr_sidecar.data.datasets import Example, alpaca_all_model_lengths, load_examples
 from ltr_sidecar.predictor.ops.evaluate import latency
 from ltr_sidecar.predictor.runtime.base import Predictor, PromptLengthPredictor, RandomPredictor
@@ -419,11 +420,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as exc:
         print(f"ltr bench predictor: error: {exc}", file=sys.stderr)
         return 1
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"{args.name}.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
     md = render_markdown(result)
-    (out / f"{args.name}.md").write_text(md)
+    write_result_files(args.out, args.name, result, md)
     print(md)
     return 0
 

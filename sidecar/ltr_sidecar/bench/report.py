@@ -90,6 +90,15 @@ def write_json(
     return out
 
 
+def write_result_files(out_dir: str | Path, name: str, result: Mapping[str, Any], markdown: str) -> Path:
+    """`<out_dir>/<name>.json` and `<name>.md` of a benchmark that is not a policy run; returns out_dir."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps(result, indent=2, default=str) + "\n", encoding="utf-8")
+    (out / f"{name}.md").write_text(markdown, encoding="utf-8")
+    return out
+
+
 def _pyplot():  # type: ignore[no-untyped-def]
     import matplotlib
 

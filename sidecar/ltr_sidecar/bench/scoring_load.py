@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import platform
 import random
 import sys
@@ -18,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ltr_sidecar.bench.report import write_result_files
 from ltr_sidecar.data.datasets import SAMPLE_HELDOUT, load_examples
 from ltr_sidecar.predictor.runtime.base import Predictor, set_scoring_threads
 from ltr_sidecar.predictor.runtime.registry import bundled_predictor_path, load_predictor
@@ -150,11 +150,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "command": "ltr bench scoring " + " ".join(argv),
     }
     result = {"meta": meta, "predictors": results}
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"{args.name}.json").write_text(json.dumps(result, indent=2) + "\n")
     md = render(result)
-    (out / f"{args.name}.md").write_text(md)
+    write_result_files(args.out, args.name, result, md)
     print(md)
     return 0
 

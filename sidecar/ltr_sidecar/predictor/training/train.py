@@ -223,7 +223,7 @@ class _Clock:
         self._eval: float | None = None
 
     def step_took(self, seconds: float) -> None:
-        self._step = max(self._step, seconds) if self._step == 0.0 else 0.8 * self._step + 0.2 * seconds
+        self._step = seconds if self._step == 0.0 else 0.8 * self._step + 0.2 * seconds  # moving average
 
     def eval_took(self, seconds: float) -> None:
         self._eval = seconds
