@@ -133,3 +133,14 @@ def test_project_images_match_the_dockerfiles() -> None:
         path = tools.REPO_ROOT / dockerfile
         expected = (_dockerfile_exec_form(path, "ENTRYPOINT"), _dockerfile_exec_form(path, "CMD"))
         assert PROJECT_IMAGES[image] == expected, dockerfile
+
+
+def test_image_paths_keep_the_outermost_host_directories() -> None:
+    from tests.support.cluster.nodeagent import image_paths
+
+    # the checkout holds the venv: one bind (podexec re-binds it where a volume, e.g. /tmp, hides it)
+    assert image_paths(["/usr/local", "/usr/local/lib", "/srv/co/.venv", "/srv/co", ""]) == [
+        "/srv/co",
+        "/usr/local",
+    ]
+    assert image_paths(["/srv/co2", "/srv/co"]) == ["/srv/co", "/srv/co2"]  # siblings, not nested

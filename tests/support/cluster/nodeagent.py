@@ -28,6 +28,7 @@ from tests.support.cluster.containers import now_text
 from tests.support.cluster.pods import PodWorker
 from tests.support.cluster.procs import MARKER
 from tests.support.cluster.rest import STRATEGIC, ApiError, AsyncApi, Identity, list_and_watch
+from tests.support.cluster.tools import REPO_ROOT
 
 ENGINE_IMAGES = ("vllm", "sglang", "text-generation-inference", "tgi")
 # Images of this project the agent can run from the local checkout: repository suffix →
@@ -121,6 +122,13 @@ def hidden_ancestors(paths: list[str]) -> dict[str, list[str]]:
     return out
 
 
+def image_paths(paths: list[str]) -> list[str]:
+    """The host directories that stand in for a container image (interpreter, checkout), outermost
+    only (see podexec: a volume mounted above one of them must not hide it)."""
+    real = sorted({os.path.realpath(p) for p in paths if p})
+    return [p for p in real if not any(p != q and p.startswith(q.rstrip("/") + "/") for q in real)]
+
+
 class NodeAgent:
     """See the module doc."""
 
@@ -144,9 +152,9 @@ class NodeAgent:
         if os.environ.get("PYTHONPATH"):
             self.base_env["PYTHONPATH"] = os.environ["PYTHONPATH"]
         self.launcher_env = {"PATH": self.base_env["PATH"], "LANG": "C.UTF-8", **marker}
-        self.hidden = hidden_ancestors(
-            [sys.base_prefix, sys.prefix, *os.environ.get("PYTHONPATH", "").split(":")]
-        )
+        program = [sys.base_prefix, sys.prefix, *os.environ.get("PYTHONPATH", "").split(":"), str(REPO_ROOT)]
+        self.hidden = hidden_ancestors(program)
+        self.image_paths = image_paths(program)
 
     # ---- services for PodWorker ---------------------------------------------------------------
     def log(self, message: str) -> None:

@@ -6,6 +6,8 @@ where the spec says so, the root filesystem read-only with `readOnlyRootFilesyst
 hostname, drops to the container's uid/gid and execs the container command with its environment.
 For a non-root uid, directories it could not traverse on the way to the interpreter (this machine's
 Python lives under /root) are replaced in its mount namespace by a tmpfs holding just that path.
+The host paths that stand in for the image (the interpreter, the checkout: `"image"`) stay visible even
+where a volume is mounted over a directory above them (an emptyDir at /tmp over a checkout in /tmp).
 With `"join": PID` it instead enters the namespaces of running container PID (exec probes).
 Kept to the standard library and fast to start.
 """
@@ -66,11 +68,18 @@ def enter(spec: dict) -> None:
         reveal(spec.get("reveal") or {})
     # Sources are opened first: a volume mounted over e.g. /tmp must not hide later sources under /tmp.
     sources = [os.open(m["source"], os.O_PATH) for m in spec.get("mounts", [])]
+    image = {path: os.open(path, os.O_PATH) for path in spec.get("image", [])}
+    targets = [m["target"] for m in spec.get("mounts", [])]
     for m, fd in zip(spec.get("mounts", []), sources, strict=True):  # before the root goes read-only:
         _mount(f"/proc/self/fd/{fd}", m["target"], MS_BIND | MS_REC)  # a bind copies its source's flags
         os.close(fd)
         if m.get("readOnly"):
             _mount(None, m["target"], MS_REMOUNT | MS_BIND | MS_RDONLY)
+    for path, fd in image.items():  # image content a volume now hides: bound back where it was
+        if any(path.startswith(t.rstrip("/") + "/") for t in targets):
+            os.makedirs(path, exist_ok=True)
+            _mount(f"/proc/self/fd/{fd}", path, MS_BIND | MS_REC)
+        os.close(fd)
     if spec.get("readOnlyRoot"):
         _mount(None, "/", MS_REMOUNT | MS_BIND | MS_RDONLY)
     if spec.get("hostname"):

@@ -167,6 +167,7 @@ class PodWorker:
             "groups": groups,
             "cwd": spec.get("workingDir"),
             "reveal": self.agent.hidden,
+            "image": self.agent.image_paths,
         }
         return argv, env, launch
 
