@@ -101,18 +101,22 @@ async def test_long_request_not_starved_by_stream_of_short_ones(tiny_engine: Eng
         stop = asyncio.Event()
 
         async def shorts() -> int:
-            n, pending = 0, set()
+            # a steady backlog (not a fixed rate): however fast the engine, shorter work is always
+            # queued ahead of the long request, so only the starvation guard can let it through
+            sent: list[asyncio.Task[list]] = []
             while not stop.is_set():
-                pending.add(asyncio.create_task(collect(core, req(4))))
-                n += 1
-                await asyncio.sleep(0.01)
-            await asyncio.gather(*pending)
-            return n
+                while sum(not t.done() for t in sent) < 4:
+                    sent.append(asyncio.create_task(collect(core, req(4))))
+                await asyncio.sleep(0.002)
+            await asyncio.gather(*sent)
+            return len(sent)
 
         feeder = asyncio.create_task(shorts())
         await asyncio.sleep(0.1)
-        long_final = (await collect(core, req(40, "long")))[-1]
-        stop.set()
+        try:  # without the guard the backlog never lets it through: fail, don't hang
+            long_final = (await asyncio.wait_for(collect(core, req(40, "long")), threshold + 30))[-1]
+        finally:
+            stop.set()
         n_short = await feeder
     assert long_final.scheduling.promoted and n_short > 20
     # waits for the threshold, then at most the request in service before it, then its own service
