@@ -75,6 +75,8 @@ def retrain_args(owner: Owner, spec: LTRServingSpec, base_version: str) -> list[
         r.window,
         "--time-budget",
         time_budget(r),
+        "--encoder",
+        r.encoder,
         "--min-samples",
         str(r.min_samples),
         "--min-kendall-tau",

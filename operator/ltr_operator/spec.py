@@ -21,6 +21,7 @@ POLICIES = ("ltr", "fcfs")
 STRATEGIES = ("AllAtOnce", "Canary")
 SERVICE_TYPES = ("ClusterIP", "NodePort", "LoadBalancer")
 ACCESS_MODES = ("ReadWriteMany", "ReadWriteOnce")
+ENCODERS = ("minilm", "none")  # retraining.encoder: values of `ltr predictor retrain --encoder`
 VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 
 
@@ -94,6 +95,7 @@ class RetrainingSpec:
     time_zone: str | None = None
     window: str = "24h"
     time_budget: str | None = None  # None: DEFAULT_TIME_BUDGET_S, capped at 80% of active_deadline_s
+    encoder: str = "minilm"  # what `retrain --backbone auto` may choose over the fast ranker; "none"
     min_samples: int = 1000
     min_kendall_tau: float = 0.3
     auto_promote: bool = False
@@ -314,6 +316,7 @@ def parse_spec(spec: Any) -> LTRServingSpec:
         time_zone=rt.str("timeZone"),
         window=rt.duration("window", "24h"),
         time_budget=rt.duration("timeBudget", "5m") if "timeBudget" in rt.data else None,
+        encoder=rt.str("encoder", "minilm", choices=ENCODERS),
         min_samples=rt.int("minSamples", 1000, 10),
         min_kendall_tau=rt.num("minKendallTau", 0.3, -1.0, 1.0),
         auto_promote=rt.bool("autoPromote", False),

@@ -33,7 +33,7 @@ def test_only_permissive_workloads_train_the_cold_start():
 @pytest.mark.slow
 def test_small_run_writes_table_plot_and_json(shared_data: Path, tmp_path: Path, capsys):
     argv = ["--data-root", str(shared_data), "--workloads", "self-instruct", "--sizes", "0,40"]
-    argv += ["--families", "fast,fast-classify"]
+    argv += ["--families", "fast,fast-classify,auto", "--time-budget", "60"]
     argv += ["--heldout", "60", "--cold-per-workload", "150", "--out", str(tmp_path), "--name", "lc"]
     assert main(argv) == 0
     result = json.loads((tmp_path / "lc.json").read_text())
@@ -43,12 +43,15 @@ def test_small_run_writes_table_plot_and_json(shared_data: Path, tmp_path: Path,
         ("fast", "warm", 40),
         ("fast", "scratch", 40),
         ("fast-classify", "scratch", 40),
+        ("auto", "retrain", 40),
     }
+    (auto,) = [p for p in row["points"] if p["family"] == "auto"]
+    assert auto["start"] in ("fine-tuned", "fresh")  # 40 completions: too few for the encoder
     for point in [row["cold_start"], row["bundled"], *row["points"]]:
         assert -1 <= point["lo"] <= point["tau"] <= point["hi"] <= 1 and point["n_eval"] == 60
     assert all(p["seconds"] > 0 for p in row["points"]) and not row["bundled"]["seen"]
     md = (tmp_path / "lc.md").read_text()
-    assert "| self-instruct | fast/warm |" in md and "N=40" in md
+    assert "| self-instruct | fast/warm |" in md and "N=40" in md and f"{auto['start']})" in md
     assert (tmp_path / "lc.png").stat().st_size > 10_000
     assert main(["--workloads", "nope"]) == 2
     assert "no known workload" in capsys.readouterr().err

@@ -43,6 +43,7 @@ FIELD = {
     "schedule in words": 'spec.retraining.schedule: Invalid value: "every six hours"',
     "time budget in words": 'spec.retraining.timeBudget: Invalid value: "five minutes"',
     "time budget too short": "spec.retraining.timeBudget: Invalid value",
+    "unknown encoder": 'spec.retraining.encoder: Unsupported value: "bert-large"',
     "time budget beyond the job deadline": "spec.retraining.timeBudget: Invalid value",
     "retraining without prompts": "spec.sidecar.recordPrompts: Invalid value",
     "custom engine without a command": "spec.model.engine: Required value",

@@ -201,6 +201,7 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
     ("schedule in words", _with("spec.retraining", {"schedule": "every six hours"}), "does not match"),
     ("time budget in words", _with("spec.retraining", {"timeBudget": "five minutes"}), "does not match"),
     ("time budget too short", _with("spec.retraining", {"timeBudget": "2s"}), "must be at least 10s"),
+    ("unknown encoder", _with("spec.retraining", {"encoder": "bert-large"}), "is not one of"),
     (
         "time budget beyond the job deadline",
         _with("spec.retraining", {"timeBudget": "2h", "activeDeadlineSeconds": 3600}),

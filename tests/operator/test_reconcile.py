@@ -297,6 +297,7 @@ async def test_retraining_children_follow_the_spec(http: Http, operator: KopfThr
     assert args[:2] == ["predictor", "retrain"] and args[args.index("--min-samples") + 1] == "50"
     assert args[args.index("--report-configmap") + 1] == f"{NS}/demo-retrain-result"
     assert args[args.index("--time-budget") + 1] == "90s"  # the CRD's duration, parsed by the job's CLI
+    assert args[args.index("--encoder") + 1] == "minilm"  # the CRD's default: the encoder may compete
     assert await http.get(f"/api/v1/namespaces/{NS}/configmaps/demo-retrain-result") is not None
     assert job["serviceAccountName"] == "demo-retrain"
     role = await http.get(f"/apis/rbac.authorization.k8s.io/v1/namespaces/{NS}/roles/demo-retrain")

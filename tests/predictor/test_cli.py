@@ -15,7 +15,7 @@ from ltr_sidecar.predictor import PromptLengthPredictor, bundled_predictor_path,
 from ltr_sidecar.predictor.ops.retrain import parse_target, parse_window
 from ltr_sidecar.predictor.runtime.calibration import calibration_of
 from ltr_sidecar.predictor.runtime.store import PredictorStore
-from tests.support.predictor import synthetic_examples, write_jsonl
+from tests.support.predictor import synthetic_examples, write_jsonl, write_traces
 
 FAST_ARGS = ["--backbone", "fast", "--fast-buckets", "16384", "--fast-dim", "8", "--lr", "0.01", "--quiet"]
 
@@ -141,25 +141,6 @@ def test_errors_are_clear_exit_1(capsys, tmp_path, synth_jsonl):
     assert code == 1 and "not valid JSON" in err
 
 
-def _traces(d: Path, n: int, t0: float = 1_000_000.0) -> Path:
-    d.mkdir(parents=True, exist_ok=True)
-    rows = [
-        {
-            "timestamp": t0 + i,
-            "request_id": str(i),
-            "prompt": e.prompt,
-            "output_tokens": int(e.length),
-            "score": 0.0,
-            "predictor_version": "weak",
-            "model": "m",
-        }
-        for i, e in enumerate(synthetic_examples(n, seed=11))
-    ]
-    write_jsonl(d / "traces.jsonl.1", rows[: n // 2])
-    write_jsonl(d / "traces.jsonl", rows[n // 2 :])
-    return d
-
-
 def _retrain(capsys, traces: Path, store: PredictorStore, *extra: str) -> tuple[int, str, str]:
     """`ltr predictor retrain` over all traces with the small fast-ranker settings (6 epochs)."""
     return run_ltr(
@@ -175,7 +156,7 @@ def _retrain(capsys, traces: Path, store: PredictorStore, *extra: str) -> tuple[
 
 
 def test_retrain_insufficient_data_exit_3(capsys, tmp_path):
-    traces = _traces(tmp_path / "t", 20)
+    traces = write_traces(tmp_path / "t", 20)
     result_file = tmp_path / "result.json"
     code, out, _ = run_ltr(
         capsys,
@@ -200,7 +181,7 @@ def test_retrain_insufficient_data_exit_3(capsys, tmp_path):
 
 
 def test_retrain_beats_weak_base_and_publishes_lineage(capsys, tmp_path):
-    traces = _traces(tmp_path / "t", 360)
+    traces = write_traces(tmp_path / "t", 360)
     store = PredictorStore(tmp_path / "store")
     weak = tmp_path / "weak"
     PromptLengthPredictor("weak").save(weak)  # deliberately weak current version
@@ -265,7 +246,7 @@ def _inverted_base_store(tmp_path: Path) -> PredictorStore:
 
 def test_retrain_fine_tunes_a_weak_neural_base(capsys, tmp_path):
     store = _inverted_base_store(tmp_path)
-    traces = _traces(tmp_path / "t", 300)
+    traces = write_traces(tmp_path / "t", 300)
     code, out, err = _retrain(capsys, traces, store, "--keep", "1")
     assert code == 0, err
     result = json.loads(out)
@@ -327,7 +308,7 @@ def test_first_retrain_of_an_empty_store_fine_tunes_the_bundled_ranker(capsys, t
     """No --base, no --backbone, empty store: start from the bundled ranker (seconds on CPU; a fresh
     fast ranker of its shape competes), not a from-scratch train of the default backbone; current =
     bundled (what pods serve at cold start)."""
-    traces = _traces(tmp_path / "t", 200)
+    traces = write_traces(tmp_path / "t", 200)
     store = PredictorStore(tmp_path / "store")
     code, out, err = run_ltr(
         capsys,
@@ -350,7 +331,7 @@ def test_first_retrain_of_an_empty_store_fine_tunes_the_bundled_ranker(capsys, t
 def test_retrain_under_a_time_budget_stops_in_time(capsys, tmp_path):
     import time
 
-    traces = _traces(tmp_path / "t", 600)
+    traces = write_traces(tmp_path / "t", 600)
     store = PredictorStore(tmp_path / "store")
     weak = tmp_path / "weak"
     PromptLengthPredictor("weak").save(weak)
@@ -379,7 +360,7 @@ def test_time_budget_flag_takes_a_positive_duration(capsys):
 
 def test_retrain_without_a_backbone_lets_a_fresh_fast_ranker_compete(capsys, tmp_path):
     store = _inverted_base_store(tmp_path)
-    traces = _traces(tmp_path / "t", 300)
+    traces = write_traces(tmp_path / "t", 300)
     argv = [
         *retrain_argv(traces, store.root),
         "--min-samples",

@@ -46,3 +46,23 @@ def synthetic_examples(n: int, seed: int = 0) -> list[Example]:
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return path
+
+
+def write_traces(d: Path, n: int, t0: float = 1_000_000.0) -> Path:
+    """`n` sidecar trace lines of synthetic examples in a directory, split over a rotated file."""
+    d.mkdir(parents=True, exist_ok=True)
+    rows = [
+        {
+            "timestamp": t0 + i,
+            "request_id": str(i),
+            "prompt": e.prompt,
+            "output_tokens": int(e.length),
+            "score": 0.0,
+            "predictor_version": "weak",
+            "model": "m",
+        }
+        for i, e in enumerate(synthetic_examples(n, seed=11))
+    ]
+    write_jsonl(d / "traces.jsonl.1", rows[: n // 2])
+    write_jsonl(d / "traces.jsonl", rows[n // 2 :])
+    return d

@@ -5,8 +5,10 @@ For every workload in the shared data folder (each treated as unseen): a fixed h
 first `--heldout` prompts in SHA-256 order), a **cold start** trained only on the *other* shippable
 workloads (MIT/Apache licensed: leave-one-dataset-out, ListMLE lists within one source), then τ on the
 held-out slice after retraining on the first N of the workload's remaining completions, for each N
-in `--sizes`, with the CPU wall time of each retrain. `warm` fine-tunes the cold start (what
-`ltr predictor retrain` does), `scratch` trains a fresh model. Writes `<out>/<name>.{json,md,png}`.
+in `--sizes`, with the CPU wall time of each retrain. `warm` fine-tunes the cold start, `scratch`
+trains a fresh model; family `auto` is what `ltr predictor retrain --backbone auto` does from the cold
+start (its starts compete within `--time-budget`; the point records the winner). Writes
+`<out>/<name>.{json,md,png}`.
 """
 
 from __future__ import annotations
@@ -135,9 +137,12 @@ class Curve:
 
     def retrain(
         self, family: str, mode: str, base: NeuralPredictor | None, train: Sequence[Example], tag: str
-    ) -> tuple[Predictor, float, bool]:
+    ) -> tuple[Predictor, float, bool, str]:
+        """One retrain: (predictor, CPU seconds, time budget hit, the start that won)."""
         from ltr_sidecar.predictor.training.pipeline import train_predictor
 
+        if family == "auto":
+            return self.retrain_auto(base, train, tag)
         backbone = family.removesuffix("-classify")
         spec = self.spec(backbone, tag)
         if family.endswith("-classify"):  # the S3-like baseline: length classes, cross-entropy
@@ -145,7 +150,22 @@ class Curve:
         start = copy.deepcopy(base) if (mode == "warm" and base is not None) else None
         t0 = time.perf_counter()
         pred, res = train_predictor(train, spec, base=start, desc=tag)
-        return pred, time.perf_counter() - t0, res.budget_exhausted
+        return pred, time.perf_counter() - t0, res.budget_exhausted, mode
+
+    def retrain_auto(
+        self, base: NeuralPredictor | None, train: Sequence[Example], tag: str
+    ) -> tuple[Predictor, float, bool, str]:
+        from ltr_sidecar.predictor.ops.starts import default_encoder, plan_starts, run_starts
+
+        spec = self.spec("fast", tag)
+        budget = spec.train.pop("time_budget", None)
+        start = copy.deepcopy(base) if base is not None else None
+        t0 = time.perf_counter()
+        starts, skipped = plan_starts(
+            spec, start, "auto", n_train=len(train), budget=budget, encoder=default_encoder()
+        )
+        out = run_starts(starts, train, budget, lambda m: _log(f"  {m}"), skipped)
+        return out.candidate, time.perf_counter() - t0, out.fit.budget_exhausted, out.chosen
 
 
 def run_workload(curve: Curve, w: Workload) -> dict[str, Any]:
@@ -164,19 +184,20 @@ def run_workload(curve: Curve, w: Workload) -> dict[str, Any]:
     row["cold_start"] = {**tau_with_ci(cold, held), "train_s": cold_s}
     _log(f"  cold start tau {row['cold_start']['tau']:.3f}, bundled {row['bundled']['tau']:.3f}")
     for family in args.families:
-        modes = ("warm", "scratch") if family == "fast" else ("scratch",)
+        modes = {"fast": ("warm", "scratch"), "auto": ("retrain",)}.get(family, ("scratch",))
         for mode in modes:
             for n in args.sizes:
                 if n == 0 or n > len(pool):
                     continue
                 tag = f"{w.name}-{family}-{mode}-{n}"
-                pred, seconds, out_of_time = curve.retrain(family, mode, cold, pool[:n], tag)
+                pred, seconds, out_of_time, won = curve.retrain(family, mode, cold, pool[:n], tag)
                 point = {
                     "family": family,
                     "mode": mode,
                     "n": n,
                     "seconds": seconds,
                     "budget_hit": out_of_time,
+                    "start": won,
                 }
                 point.update(tau_with_ci(pred, held))
                 row["points"].append(point)
@@ -220,9 +241,16 @@ def render_markdown(result: dict[str, Any]) -> str:
                     continue
                 p = next((p for p in r["points"] if (p["family"], p["mode"], p["n"]) == (fam, mode, n)), None)
                 budget = "*" if p and p["budget_hit"] else ""
-                cells.append(f"{f(p)} ({p['seconds']:.0f} s{budget})" if p else "–")
+                won = f", {p['start']}" if p and fam == "auto" else ""
+                cells.append(f"{f(p)} ({p['seconds']:.0f} s{budget}{won})" if p else "–")
             lines.append(f"| {r['workload']['name']} | {fam}/{mode} | " + " | ".join(cells) + " |")
-    lines += ["", "`*`: the retrain hit its time budget.", "", f"Run: `{result['meta']['command']}`", ""]
+    lines += [
+        "",
+        "`*`: the retrain hit its time budget; `auto` cells name the start that won.",
+        "",
+        f"Run: `{result['meta']['command']}`",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -279,7 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--families",
         default="fast",
-        help="comma list: fast, fast-classify, minilm, minilm-classify, a model dir",
+        help="comma list: fast, fast-classify, minilm, minilm-classify, a model dir, auto (the retrain job)",
     )
     p.add_argument("--sizes", default="0,100,200,500,1000,2000", help="retrain sizes N")
     p.add_argument("--heldout", type=int, default=200, help="held-out prompts per workload")

@@ -33,9 +33,17 @@ def resolve_predictor(spec: str) -> Predictor:
     return load_predictor(spec)
 
 
-def _add_train_args(p: argparse.ArgumentParser) -> None:
+def _add_train_args(p: argparse.ArgumentParser, retrain: bool = False) -> None:
     p.add_argument(
-        "--backbone", default=None, help="fast | minilm | a local HF model dir (default: measured best)"
+        "--backbone",
+        default=None,
+        help="auto | fast | minilm | a local HF model dir; auto (default): "
+        + (
+            "the current version fine-tuned, a fresh fast ranker and, within --time-budget, an encoder "
+            "compete on validation tau"
+            if retrain
+            else "the measured best (minilm when installed, else fast)"
+        ),
     )
     p.add_argument(
         "--objective",
@@ -287,8 +295,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NS/NAME",
         help="write the result into ConfigMap NS/NAME, key result.json (what the operator reads)",
     )
+    p.add_argument(
+        "--encoder",
+        default=None,
+        help="the encoder --backbone auto may choose when the time budget allows: minilm | an HF model "
+        "dir | none (default: minilm when its package is installed)",
+    )
     p.add_argument("--now", type=float, default=None, help=argparse.SUPPRESS)
-    _add_train_args(p)
+    _add_train_args(p, retrain=True)
     p.set_defaults(func=cmd_retrain)
 
     p = sub.add_parser(

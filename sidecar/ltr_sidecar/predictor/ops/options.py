@@ -60,7 +60,7 @@ class TrainOptions:
         train.update(seed=self.seed, progress=not self.quiet)
         fast = {k: v for k, v in (("buckets", self.fast_buckets), ("dim", self.fast_dim)) if v is not None}
         return TrainSpec(
-            backbone=self.backbone or default_backbone(),
+            backbone=default_backbone() if self.backbone in (None, "auto") else self.backbone,
             objective=self.objective,
             bucket=self.bucket,
             fast_options=fast,
@@ -92,6 +92,7 @@ class RetrainOptions:
     result_file: str | None = None
     report_configmap: str | None = None
     now: float | None = None
+    encoder: str | None = None  # --backbone auto's encoder: None = MiniLM when installed; "none" = never
     train: TrainOptions = field(default_factory=TrainOptions)
 
     @classmethod

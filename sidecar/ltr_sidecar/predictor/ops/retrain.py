@@ -2,9 +2,11 @@
 behind a quality gate.
 
 Steps: read traces in the window (corrupt / prompt-less lines skipped and counted) -> split by time
-(newest `--holdout-fraction` held out) -> fine-tune the base version (default: the store's latest;
-with an empty store the bundled ranker; `--base none` or `--backbone X` trains fresh) -> evaluate
-candidate AND current on the same held-out slice ->
+(newest `--holdout-fraction` held out) -> train the candidate from the base version (default: the
+store's latest; with an empty store the bundled ranker; `--base none` trains fresh): with
+`--backbone auto` (the default) the base fine-tuned, a fresh fast ranker and, when the time budget
+allows, an encoder compete on validation τ (see `starts`) -> evaluate candidate AND current on the
+same held-out slice ->
 publish an immutable version with lineage if the gate passes -> print (and optionally write to a file
 and/or the result ConfigMap) one JSON result.
 
@@ -15,7 +17,6 @@ Gate: candidate τ >= --min-kendall-tau and candidate τ > current τ on the hel
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import sys
 import tempfile
@@ -39,7 +40,6 @@ from ltr_sidecar.predictor.runtime.registry import bundled_predictor_path, load_
 
 if TYPE_CHECKING:
     from ltr_sidecar.predictor.runtime.neural import NeuralPredictor
-    from ltr_sidecar.predictor.training.pipeline import TrainSpec
 
 FIELD_MANAGER = "ltr-retrain"
 __all__ = [
@@ -110,20 +110,11 @@ def _finish(args: RetrainOptions, result: dict[str, Any], code: int) -> int:
     return code
 
 
-def fresh_fast_spec(spec: TrainSpec, base: NeuralPredictor | None) -> TrainSpec | None:
-    """For a fast-ranker base: the spec of a fresh fast ranker of the base's shape, else None."""
-    if base is None or base.module.kind != "fast":
-        return None
-    shape = base.module.config()
-    options = {k: int(shape[k]) for k in ("buckets", "dim", "hidden", "max_chars")}
-    return dataclasses.replace(spec, backbone="fast", fast_options=options, train=dict(spec.train))
-
-
 def run_retrain(args: RetrainOptions) -> int:
     """Run one retrain (see the module doc); returns the exit code."""
+    from ltr_sidecar.predictor.ops.starts import plan_starts, resolve_encoder, run_starts
     from ltr_sidecar.predictor.runtime.neural import NeuralPredictor
     from ltr_sidecar.predictor.runtime.store import open_store
-    from ltr_sidecar.predictor.training.pipeline import train_predictor
 
     quiet = args.train.quiet
     if not 0 < args.holdout_fraction < 1:
@@ -171,7 +162,8 @@ def run_retrain(args: RetrainOptions) -> int:
             base_pred = NeuralPredictor.load(base_path)  # a second copy to fine-tune
     else:
         current = load_predictor(bundled_predictor_path())  # what serves at cold start
-        if args.train.backbone is None and args.base != "none" and isinstance(current, NeuralPredictor):
+        auto = args.train.backbone in (None, "auto")
+        if auto and args.base != "none" and isinstance(current, NeuralPredictor):
             # First retrain of a store: fine-tune the bundled ranker (seconds on CPU) rather than
             # train the default backbone from scratch; `--backbone X` or `--base none` trains fresh.
             base_pred = NeuralPredictor.load(bundled_predictor_path())
@@ -181,30 +173,20 @@ def run_retrain(args: RetrainOptions) -> int:
     if base_pred is not None:
         spec.objective = base_pred.objective
         base_pred.to(spec.device)
+    backbone = args.train.backbone or "auto"
+    budget = args.train.time_budget
+    starts, skipped = plan_starts(
+        spec, base_pred, backbone, n_train=len(train_ex), budget=budget, encoder=resolve_encoder(args.encoder)
+    )
     _log(
-        f"training on {len(train_ex)} samples ({f'fine-tuning {base_version}' if base_pred else 'fresh'}), "
-        f"holding out the newest {len(hold_ex)}",
+        f"training on {len(train_ex)} samples (starts: {', '.join(s.name for s in starts)}; "
+        f"{f'fine-tuning {base_version}' if base_pred else 'fresh'}), holding out the newest {len(hold_ex)}",
         quiet,
     )
     t0 = time.perf_counter()
-    fresh = fresh_fast_spec(spec, base_pred) if args.train.backbone is None else None
-    if fresh is not None and spec.train.get("time_budget"):
-        spec.train["time_budget"] = fresh.train["time_budget"] = spec.train["time_budget"] / 2
-    # trace lengths are the engine's output tokens
-    candidate, fit_result = train_predictor(
-        train_ex, spec, base=base_pred, desc="retrain", length_unit="tokens"
-    )
-    if fresh is not None:
-        # a fast base also competes with a fresh fast ranker of the same shape (seconds on CPU): a base
-        # trained on another workload can be a worse start than none (benchmarks/results/learning-curve-*)
-        other, other_result = train_predictor(train_ex, fresh, desc="retrain fresh", length_unit="tokens")
-        warm_tau, fresh_tau = fit_result.best_val_tau, other_result.best_val_tau
-        result["start"] = {"fine_tuned_val_tau": warm_tau, "fresh_val_tau": fresh_tau, "chosen": "fine-tuned"}
-        if fresh_tau is not None and (warm_tau is None or fresh_tau > warm_tau):
-            candidate, fit_result, result["start"]["chosen"] = other, other_result, "fresh"
-        _log(
-            f"validation tau: fine-tuned {warm_tau} vs fresh {fresh_tau}: {result['start']['chosen']}", quiet
-        )
+    outcome = run_starts(starts, train_ex, budget, lambda m: _log(m, quiet), skipped)
+    candidate, fit_result = outcome.candidate, outcome.fit
+    result["start"] = outcome.summary()
     train_seconds = time.perf_counter() - t0
     cand_tau = evaluate(candidate, hold_ex, with_latency=False)["kendall_tau"]
     cur_tau = evaluate(current, hold_ex, with_latency=False)["kendall_tau"]
@@ -233,7 +215,7 @@ def run_retrain(args: RetrainOptions) -> int:
     version = args.version or store.next_version()
     timestamps = [e.timestamp for e in examples if e.timestamp is not None]
     lineage = {
-        "parent": None if result.get("start", {}).get("chosen") == "fresh" else base_version,
+        "parent": base_version if outcome.chosen == "fine-tuned" else None,
         "data_window": {
             "window": args.window,
             "since": since,

@@ -38,6 +38,7 @@ class TrainSpec:
     val_fraction: float = 0.1
     pooling: str = "mean"
     max_input: int | None = None
+    quantize: str = "none"  # HF backbones: "int8" = dynamic int8 at inference on CPU
     device: str = "auto"
     version: str = "dev"
     fast_options: dict[str, int] = field(default_factory=dict)
@@ -61,7 +62,12 @@ def build_predictor(spec: TrainSpec, out_dim: int) -> NeuralPredictor:
     else:
         path, name = resolve_backbone(spec.backbone)
         module = HFRanker(
-            path, out_dim=out_dim, pooling=spec.pooling, max_tokens=spec.max_input or 256, name=name
+            path,
+            out_dim=out_dim,
+            pooling=spec.pooling,
+            max_tokens=spec.max_input or 256,
+            name=name,
+            quantize=spec.quantize,
         )
     pred = NeuralPredictor(module, objective=spec.objective, version=spec.version)
     return pred.to(pick_device(spec.device))
