@@ -11,6 +11,7 @@ from ltr_sidecar.predictor.training.train import TrainConfig, fit
 from tests.support.predictor import synthetic_examples
 
 SMALL = {"buckets": 16384, "dim": 8}
+STALL = 0.75  # seconds: a step or validation pass the machine stalled (seen once in a full suite: 0.5 s)
 
 
 def _spec(**train: float) -> TrainSpec:
@@ -26,7 +27,9 @@ def test_fit_stops_before_the_budget_and_keeps_the_best_state():
     pred, result = train_predictor(ex, spec)
     elapsed = time.perf_counter() - t0
     assert result.budget_exhausted
-    assert result.seconds <= 2.0 and elapsed <= 2.5
+    # stops on time up to one step that stalls unpredictably on a shared machine (60 epochs take ~6 s);
+    # the stopping rule itself is checked exactly below
+    assert result.seconds <= 2.0 + STALL and elapsed <= 2.5 + STALL
     assert 1 <= result.epochs_run < 60
     assert result.best_val_tau is not None and result.best_val_tau > 0.3  # trained, best state restored
     assert pred.meta["val_kendall_tau"] == result.best_val_tau
@@ -64,5 +67,23 @@ def test_pretraining_gets_half_the_budget_and_the_whole_run_fits():
     )
     t0 = time.perf_counter()
     _, result = train_predictor(ex, _spec(epochs=60, patience=1000, time_budget=2.0), pretrain_targets=pre)
-    assert time.perf_counter() - t0 <= 2.1
+    assert time.perf_counter() - t0 <= 2.1 + STALL
     assert result.budget_exhausted and result.epochs_run >= 1  # fine-tuning still ran after pre-training
+
+
+def test_the_clock_stops_when_the_next_step_validation_and_wrap_up_would_pass_the_deadline():
+    from ltr_sidecar.predictor.training.train import _Clock
+
+    def clock(seconds_left: float) -> _Clock:
+        now = time.perf_counter()
+        c = _Clock(now + seconds_left, now - (10.0 - seconds_left), n_val=64, list_size=32)  # 10 s budget
+        c.step_took(1.0)  # next step ~1 s; validation: 2 lists at a third of a step; wrap-up: 3% = 0.3 s
+        return c
+
+    short = clock(1.9)
+    assert short.must_stop() and short.exhausted
+    assert not clock(2.5).must_stop()
+    measured = clock(2.5)
+    measured.eval_took(1.4)  # a measured validation replaces the estimate
+    assert measured.must_stop()
+    assert not _Clock(None, time.perf_counter(), n_val=64, list_size=32).must_stop()

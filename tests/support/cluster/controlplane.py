@@ -130,11 +130,13 @@ def write_audit_policy(state: Path) -> Path:
 
 
 def audit_events(state: Path, user: str | None = None) -> list[dict[str, Any]]:
-    """The API server's audit events so far, one per request (ResponseComplete, or ResponseStarted for a
-    watch still open), optionally of one user."""
+    """The API server's audit events so far (complete lines), one per request (ResponseComplete, or
+    ResponseStarted for a watch still open), optionally of one user."""
     path = state / "audit.log"
     events: dict[str, dict[str, Any]] = {}
-    for line in path.read_text().splitlines() if path.exists() else []:
+    text = path.read_text() if path.exists() else ""
+    # a line without its newline is one the API server is still writing: read it next time
+    for line in text[: text.rfind("\n") + 1].splitlines():
         event = json.loads(line)
         if user is None or event["user"]["username"] == user:
             events[event["auditID"]] = event  # a later stage of the same request replaces the earlier
