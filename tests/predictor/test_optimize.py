@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from ltr.cli import main as ltr_main
 from ltr_sidecar.predictor import load_predictor
@@ -89,3 +90,18 @@ def test_encoder_scoring_batches_are_capped_in_padded_tokens(hf_artifact: Path):
     assert all(len(b) * min(32, len(prompts[b[-1]]) // 4 + 2) <= TOKENS_PER_BATCH for b in batches)
     scores = pred.score(prompts)
     assert scores[:10] == pytest.approx([scores[0]] * 10, abs=1e-5)  # batching never changes a score
+
+
+def test_int8_copy_quantises_per_output_channel_by_default(hf_artifact: Path):
+    from ltr_sidecar.predictor.runtime.hf import int8_copy
+
+    backbone = load_predictor(hf_artifact).module.backbone
+    schemes = {
+        per_channel: {
+            m.weight().qscheme()
+            for m in int8_copy(backbone, per_channel).modules()
+            if hasattr(m, "weight") and callable(m.weight)
+        }
+        for per_channel in (True, False)
+    }
+    assert schemes[True] == {torch.per_channel_affine} and schemes[False] == {torch.per_tensor_affine}
