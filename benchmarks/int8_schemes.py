@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from ltr_sidecar.bench.report import write_result_files
-from ltr_sidecar.data.datasets import load_examples
+from ltr_sidecar.data.datasets import Example, load_examples
 from ltr_sidecar.predictor.ops.evaluate import evaluate
 from ltr_sidecar.predictor.runtime.hf import HFRanker, int8_copy
 from ltr_sidecar.predictor.runtime.neural import NeuralPredictor
@@ -24,7 +24,7 @@ from ltr_sidecar.predictor.runtime.neural import NeuralPredictor
 KEYS = ("kendall_tau", "score_ms_p50", "score_ms_p99", "batch_ms_per_request")
 
 
-def measure(artifact: str, examples: list[Any]) -> dict[str, Any]:
+def measure(artifact: str, examples: list[Example]) -> dict[str, Any]:
     pred = NeuralPredictor.load(artifact).to("cpu")
     module = pred.module
     if not isinstance(module, HFRanker):

@@ -8,7 +8,7 @@ a retrain tries, cheapest first, and keeps the start with the best validation τ
    another workload can be a worse start than none (benchmarks/results/learning-curve-*);
 3. `encoder`: when the current version is a fast ranker, a fresh encoder (`--encoder`, default MiniLM
    when its package is installed) trained for CPU serving (ENCODER_MAX_INPUT tokens, int8 on CPU:
-   under 5 ms a request, benchmarks/results/predictor-cpu-int8.md). Only with a time budget, at least
+   about 6 ms a request batched, benchmarks/results/int8-schemes.md). Only with a time budget, at least
    MIN_ENCODER_SAMPLES training samples (its measured gains over the fast ranker are at N >= 500),
    and when two timed training steps say MIN_ENCODER_EPOCHS epochs fit in the budget left.
 
@@ -25,7 +25,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TypedDict
 
 from ltr_sidecar.data.datasets import Example
 from ltr_sidecar.predictor.runtime.neural import NeuralPredictor
@@ -37,7 +37,7 @@ from ltr_sidecar.predictor.training.pipeline import (
 )
 from ltr_sidecar.predictor.training.train import TrainResult
 
-ENCODER_MAX_INPUT = 128  # tokens: int8 at 128 scored in 4.9 ms single / 4.9 ms batched on one core
+ENCODER_MAX_INPUT = 128  # tokens: int8 per channel at 128, 7.9 ms single p50 / 5.9 ms batched, one core
 MIN_ENCODER_SAMPLES = 500
 MIN_ENCODER_EPOCHS = 2
 FAST_SHARE = 0.25
@@ -59,6 +59,23 @@ class Start:
         return "fast" if self.spec.backbone == "fast" else "hf"
 
 
+class Tried(TypedDict):
+    """What one start did (in the retrain result's `start.tried`)."""
+
+    start: str
+    backbone: str
+    val_tau: float | None
+    seconds: float
+    time_budget_exhausted: bool
+
+
+class Skipped(TypedDict):
+    """A start left out, and why (in `start.skipped`)."""
+
+    start: str
+    reason: str
+
+
 @dataclass
 class Outcome:
     """The winning start and what every start did (`summary()` goes into the retrain result)."""
@@ -66,11 +83,11 @@ class Outcome:
     candidate: NeuralPredictor
     fit: TrainResult
     chosen: str
-    tried: list[dict[str, Any]] = field(default_factory=list)
-    skipped: list[dict[str, str]] = field(default_factory=list)
+    tried: list[Tried] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
 
-    def summary(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"chosen": self.chosen, "tried": self.tried, "skipped": self.skipped}
+    def summary(self) -> dict[str, object]:
+        out: dict[str, object] = {"chosen": self.chosen, "tried": self.tried, "skipped": self.skipped}
         for t in self.tried:  # flat keys, e.g. fresh_val_tau
             out[f"{t['start'].replace('-', '_')}_val_tau"] = t["val_tau"]
         return out
@@ -122,7 +139,7 @@ def plan_starts(
     n_train: int,
     budget: float | None,
     encoder: str | None,
-) -> tuple[list[Start], list[dict[str, str]]]:
+) -> tuple[list[Start], list[Skipped]]:
     """The starts to try, cheapest first, and the ones left out with the reason (see the module doc)."""
     if base is None:
         return [Start("fresh", spec)], []
@@ -134,23 +151,21 @@ def plan_starts(
         )
         return ([Start("fine-tuned", spec, base)] if same else [Start("fresh", spec)]), []
     starts = [Start("fine-tuned", spec, base), Start("fresh", fresh_fast_spec(spec, base))]
-    skipped: list[dict[str, str]] = []
+    skipped: list[Skipped] = []
     if base.module.kind == "fast":
-        reason = (
-            "no encoder installed (--encoder none or its package missing)"
-            if encoder is None
-            else "no time budget (the encoder competes only under --time-budget)"
-            if budget is None
-            else f"{n_train} training samples, fewer than {MIN_ENCODER_SAMPLES}"
-            if n_train < MIN_ENCODER_SAMPLES
-            else ""
-        )
-        if reason:
-            skipped.append({"start": "encoder", "reason": reason})
+        if encoder is None:
+            skipped.append(_skip("no encoder installed (--encoder none or its package missing)"))
+        elif budget is None:
+            skipped.append(_skip("no time budget (the encoder competes only under --time-budget)"))
+        elif n_train < MIN_ENCODER_SAMPLES:
+            skipped.append(_skip(f"{n_train} training samples, fewer than {MIN_ENCODER_SAMPLES}"))
         else:
-            assert encoder is not None
             starts.append(Start("encoder", encoder_spec(spec, encoder)))
     return sorted(starts, key=lambda s: s.kind != "fast"), skipped  # stable: fast starts first
+
+
+def _skip(reason: str) -> Skipped:
+    return {"start": "encoder", "reason": reason}
 
 
 def probe_epoch_seconds(spec: TrainSpec, prompts: Sequence[str], n_train: int, n_val: int) -> float:
@@ -169,19 +184,30 @@ def probe_epoch_seconds(spec: TrainSpec, prompts: Sequence[str], n_train: int, n
     return step * (math.ceil(n_train / size) + math.ceil(n_val / size) / 3)
 
 
+def _encoder_epochs(spec: TrainSpec, examples: Sequence[Example], left: float) -> tuple[int, float]:
+    """(epochs of a fresh encoder that fit in `left` seconds, seconds an epoch) from the probe."""
+    n_val = round(len(examples) * spec.val_fraction)
+    epoch = probe_epoch_seconds(spec, [e.prompt for e in examples], len(examples) - n_val, n_val)
+    return (int(left // epoch) if epoch > 0 else MIN_ENCODER_EPOCHS), epoch
+
+
+def _better(tau: float | None, best: float | None) -> bool:
+    return tau is not None and (best is None or tau > best)
+
+
 def run_starts(
     starts: Sequence[Start],
     examples: Sequence[Example],
     budget: float | None,
     log: Callable[[str], None],
-    skipped: list[dict[str, str]] | None = None,
+    skipped: Sequence[Skipped] = (),
 ) -> Outcome:
     """Train every start within `budget` seconds in all (None: no limit); the best validation τ wins
     (the first start when none validated)."""
     t0 = time.perf_counter()
-    skipped = list(skipped or [])
+    out_skipped = list(skipped)
     best: tuple[NeuralPredictor, TrainResult, str] | None = None
-    tried: list[dict[str, Any]] = []
+    tried: list[Tried] = []
     for i, start in enumerate(starts):
         spec = dataclasses.replace(start.spec, train=dict(start.spec.train))
         if budget is not None:
@@ -192,14 +218,12 @@ def run_starts(
             )
             spec.train["time_budget"] = max(1.0, min(left, share))
             if start.name == "encoder":
-                n_val = round(len(examples) * spec.val_fraction)
-                epoch = probe_epoch_seconds(spec, [e.prompt for e in examples], len(examples) - n_val, n_val)
-                fits = int(left // epoch) if epoch > 0 else MIN_ENCODER_EPOCHS
+                fits, epoch = _encoder_epochs(spec, examples, left)
                 if fits < MIN_ENCODER_EPOCHS:
                     reason = (
                         f"an epoch takes ~{epoch:.0f}s: {fits} of {MIN_ENCODER_EPOCHS} fit in {left:.0f}s"
                     )
-                    skipped.append({"start": "encoder", "reason": reason})
+                    out_skipped.append(_skip(reason))
                     log(f"encoder left out: {reason}")
                     continue
                 spec.train["epochs"] = min(train_config(spec, "hf").epochs, fits)  # the schedule fits
@@ -211,19 +235,18 @@ def run_starts(
         pred, result = train_predictor(
             examples, spec, base=start.base, desc=f"retrain {start.name}", length_unit="tokens"
         )
-        tau = result.best_val_tau
         tried.append(
             {
                 "start": start.name,
-                "backbone": pred.meta.get("backbone_name", pred.backbone),
-                "val_tau": tau,
+                "backbone": str(pred.meta.get("backbone_name", pred.backbone)),
+                "val_tau": result.best_val_tau,
                 "seconds": round(result.seconds, 2),
                 "time_budget_exhausted": result.budget_exhausted,
             }
         )
-        if best is None or (tau is not None and (best[1].best_val_tau is None or tau > best[1].best_val_tau)):
+        if best is None or _better(result.best_val_tau, best[1].best_val_tau):
             best = (pred, result, start.name)
     assert best is not None, "no start was trained"
     if len(tried) > 1:
         log("validation tau: " + ", ".join(f"{t['start']} {t['val_tau']}" for t in tried) + f": {best[2]}")
-    return Outcome(best[0], best[1], best[2], tried, skipped)
+    return Outcome(best[0], best[1], best[2], tried, out_skipped)
