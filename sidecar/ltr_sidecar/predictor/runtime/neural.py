@@ -18,7 +18,7 @@ from ltr_sidecar.predictor.runtime.fast import FastRanker
 from ltr_sidecar.predictor.runtime.hf import HFRanker
 
 OBJECTIVES = ("listmle", "classify")
-TOKENS_PER_BATCH = 2048  # padded tokens per encoder batch when scoring (see NeuralPredictor._batches)
+TOKENS_PER_BATCH = 1024  # padded tokens per encoder pass when scoring: benchmarks/results/batch-shape.md
 MODULES: dict[str, type[FastRanker] | type[HFRanker]] = {"fast": FastRanker, "hf": HFRanker}
 
 
@@ -47,6 +47,7 @@ class NeuralPredictor:
         version: str = "dev",
         meta: dict[str, Any] | None = None,
         batch_size: int = 64,
+        tokens_per_batch: int = TOKENS_PER_BATCH,
     ) -> None:
         if objective not in OBJECTIVES:
             raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
@@ -56,6 +57,7 @@ class NeuralPredictor:
         self.backbone = module.kind
         self.meta: dict[str, Any] = dict(meta or {})
         self.batch_size = batch_size
+        self.tokens_per_batch = tokens_per_batch
 
     @property
     def device(self) -> torch.device:
@@ -92,7 +94,7 @@ class NeuralPredictor:
 
     def _batches(self, order: Sequence[int], prompts: Sequence[str]) -> list[list[int]]:
         """Consecutive slices of `order` (shortest first) of at most `batch_size` prompts; for encoder
-        backbones also at most TOKENS_PER_BATCH padded tokens (estimated at 4 characters a token):
+        backbones also at most `tokens_per_batch` padded tokens (estimated at 4 characters a token):
         a batch of 64 long prompts pads to the longest, and its attention costs more than 64 single
         calls (measured: 76 ms/request batched vs 8.7 ms p50 single at 512 tokens on one core)."""
         if self.module.kind != "hf":
@@ -104,7 +106,7 @@ class NeuralPredictor:
             if (
                 batches
                 and len(batches[-1]) < self.batch_size
-                and tokens * (len(batches[-1]) + 1) <= TOKENS_PER_BATCH
+                and tokens * (len(batches[-1]) + 1) <= self.tokens_per_batch
             ):
                 batches[-1].append(j)
             else:
