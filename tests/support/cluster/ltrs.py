@@ -54,9 +54,12 @@ def wait_ready(
 ) -> dict[str, Any]:
     """Until Ready=True for the current generation (and every pod serves `version` when given)."""
 
+    seen: dict[str, Any] = {}
+
     def check() -> dict[str, Any] | None:
         obj = get(cluster, namespace, name)
         ready = condition(obj, "Ready")
+        seen.update(ready=ready, generation=obj["metadata"]["generation"])
         if ready.get("status") != "True" or ready.get("observedGeneration") != obj["metadata"]["generation"]:
             return None
         pods = (obj["status"].get("predictor") or {}).get("pods") or []
@@ -64,12 +67,15 @@ def wait_ready(
             return None
         return obj
 
-    return wait(
-        check,
-        timeout_s,
-        f"LTRServing {namespace}/{name} Ready" + (f" on {version}" if version else ""),
-        interval_s=0.5,
-    )
+    try:
+        return wait(
+            check,
+            timeout_s,
+            f"LTRServing {namespace}/{name} Ready" + (f" on {version}" if version else ""),
+            interval_s=0.5,
+        )
+    except AssertionError as e:  # name what the operator last reported, not only "None"
+        raise AssertionError(f"{e}; last seen: {seen}") from None
 
 
 def engine_pods(cluster: Cluster, namespace: str, name: str) -> list[dict[str, Any]]:
