@@ -42,14 +42,17 @@ WATCHED_CHILDREN: tuple[tuple[str, str, str], ...] = (
     ("", "v1", "pods"),
 )
 RETRY_DELAY_S = 10.0
+PASS_TIMEOUT_S = 60.0  # a pass normally takes well under a second; one stuck await must not wedge its object
 log = logging.getLogger("ltr_operator")
 
 
 class Reconciler:
     """Per-object serialisation + coalescing of reconcile passes."""
 
-    def __init__(self, client: KubeClient, cfg: OperatorConfig) -> None:
-        self.client, self.cfg = client, cfg
+    def __init__(
+        self, client: KubeClient, cfg: OperatorConfig, pass_timeout_s: float = PASS_TIMEOUT_S
+    ) -> None:
+        self.client, self.cfg, self.pass_timeout_s = client, cfg, pass_timeout_s
         self._busy: set[tuple[str, str]] = set()
         self._dirty: set[tuple[str, str]] = set()
         self.passes = 0
@@ -77,9 +80,18 @@ class Reconciler:
                 if body is None or body.get("metadata", {}).get("deletionTimestamp"):
                     return  # gone: owner references let the garbage collector remove the children
                 try:
-                    await reconcile(self.client, self.cfg, body, self.emit)
+                    async with asyncio.timeout(self.pass_timeout_s):
+                        await reconcile(self.client, self.cfg, body, self.emit)
                 except NamespaceTerminating:
                     log.info("namespace %s is being deleted: not reconciling %s", namespace, name)
+                    return
+                except TimeoutError:  # the traceback names the await that hung
+                    log.exception(
+                        "reconcile pass of %s/%s exceeded %gs: abandoned",
+                        namespace,
+                        name,
+                        self.pass_timeout_s,
+                    )
                     return
                 self.passes += 1
                 if key not in self._dirty:

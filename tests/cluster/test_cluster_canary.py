@@ -108,11 +108,6 @@ def test_canary_promotes_a_candidate_with_good_online_tau(operator: OperatorRele
     assert ltrs.identity(cluster, namespace, "m") == before
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="open defect: in a full session this LTRServing sometimes never gets a status "
-    "(2 of 4 full runs; passes alone)",
-)
 def test_canary_rolls_back_a_candidate_with_bad_online_tau(operator: OperatorRelease, namespace: str) -> None:
     cluster = operator.cluster
     _, canary = _start_canary(cluster, namespace)

@@ -290,3 +290,54 @@ def test_unrunnable_and_crashing_containers_report_like_kubelet(cluster: Cluster
     assert crashing["lastState"]["terminated"]["exitCode"] == 1 and crashing["restartCount"] >= 1
     pod = cluster.api.get(f"/api/v1/namespaces/{namespace}/pods/crashing")
     assert pod["status"]["phase"] == "Running" and not is_ready(pod)
+
+
+def _late_listener(name: str, image: str, delay_s: int, startup: dict) -> dict:
+    """A pod whose `main` container (of `image`) has `startup` as its startup probe on port 7000, where a
+    sibling container starts listening only after `delay_s` seconds."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name},
+        "spec": {
+            "terminationGracePeriodSeconds": 1,
+            "containers": [
+                {
+                    "name": "main",
+                    "image": image,
+                    "command": ["python", "-m", "http.server", "8000"],
+                    "ports": [{"containerPort": 8000}],
+                    "startupProbe": {"tcpSocket": {"port": 7000}, **startup},
+                },
+                {
+                    "name": "late",
+                    "image": "python:3.11-slim",
+                    "command": ["sh", "-c", f"sleep {delay_s} && exec python -m http.server 7000"],
+                },
+            ],
+        },
+    }
+
+
+def test_startup_probe_deadline_and_engine_stand_in_restart(cluster: Cluster, namespace: str) -> None:
+    """The agent runs probes at least every second, but a startup probe keeps the kubelet's deadline
+    (failureThreshold x periodSeconds: 10 s here, not 1 x 1 s); an engine stand-in whose startup probe
+    fails is restarted like a container (restartCount, lastState) and its probes start over."""
+    for manifest in (
+        _late_listener("patient", "python:3.11-slim", 4, {"periodSeconds": 10, "failureThreshold": 1}),
+        _late_listener("engine", "vllm/vllm-openai:v0.11.0", 4, {"periodSeconds": 1, "failureThreshold": 2}),
+    ):
+        cluster.apply(json.dumps(manifest), namespace)
+
+    def main(name: str) -> dict | None:
+        pod = cluster.api.get(f"/api/v1/namespaces/{namespace}/pods/{name}")
+        ready = is_ready(pod) and pod["status"]["phase"] == "Running"
+        return next(s for s in pod["status"]["containerStatuses"] if s["name"] == "main") if ready else None
+
+    patient = wait(lambda: main("patient"), 60, "the patient pod Ready")
+    assert patient["restartCount"] == 0 and not patient["lastState"].get("terminated"), patient
+    engine = wait(lambda: main("engine"), 60, "the engine stand-in Ready after its restart")
+    assert engine["restartCount"] >= 1, engine
+    assert engine["lastState"]["terminated"]["exitCode"] == 137, engine
+    events = cluster.api.get(f"/api/v1/namespaces/{namespace}/events")["items"]
+    assert any(e["reason"] == "Killing" and e["involvedObject"]["name"] == "engine" for e in events)

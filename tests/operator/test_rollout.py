@@ -68,7 +68,9 @@ async def events(http: Http, reason: str) -> list[dict[str, Any]]:
     return [e for e in items if e.get("reason") == reason]
 
 
-async def until(check: Any, timeout: float = 10.0) -> Any:
+async def until(check: Any, timeout: float = 30.0) -> Any:
+    """`eventually` for a check that returns a coroutine (its 30 s bound: CI runs on 2 loaded cores)."""
+
     async def probe() -> Any:
         return await check()
 

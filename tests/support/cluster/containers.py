@@ -4,7 +4,7 @@
 the container's uid), restarts it by the pod's restartPolicy with kubelet's back-off, runs its
 startup/readiness/liveness probes (httpGet, tcpSocket, grpc, exec) against the pod IP and renders
 its containerStatus. `EngineStandIn` plays an engine container: TCP forwarders inside the pod on the
-container's ports to the one shared local engine. `forward` is the byte pipe both use.
+container's ports to the one shared local engine (relays.forward).
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import os
 import signal
-import socket
 import sys
 import time
 from pathlib import Path
@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 
 from tests.support.cluster import netns
+from tests.support.cluster.relays import forward
 
 if TYPE_CHECKING:
     from tests.support.cluster.pods import PodWorker
@@ -36,84 +37,6 @@ def now_text() -> str:
 
 class CannotRun(Exception):
     """The agent cannot run this container (waiting: CreateContainerError)."""
-
-
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    try:
-        while data := await reader.read(65536):
-            writer.write(data)
-            await writer.drain()
-    except (ConnectionError, OSError):
-        pass
-    finally:
-        with contextlib.suppress(Exception):
-            writer.close()
-
-
-async def forward(sock: socket.socket, host: str, port: int) -> asyncio.Server:
-    """Accept on `sock` (any netns) and relay each connection to host:port (the agent's netns)."""
-
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            up_reader, up_writer = await asyncio.open_connection(host, port)
-        except OSError:
-            writer.close()
-            return
-        await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
-
-    return await asyncio.start_server(handle, sock=sock)
-
-
-class _DnsRelay(asyncio.DatagramProtocol):
-    """Relays each query received in a pod to `upstream` (from the agent's netns) and back."""
-
-    def __init__(self, upstream: tuple[str, int]) -> None:
-        self.upstream = upstream
-        self.transport: asyncio.DatagramTransport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        asyncio.get_running_loop().create_task(self._relay(data, addr))
-
-    async def _relay(self, data: bytes, addr: tuple[str, int]) -> None:
-        loop = asyncio.get_running_loop()
-        reply: asyncio.Future[bytes] = loop.create_future()
-
-        class _Up(asyncio.DatagramProtocol):
-            def datagram_received(self, answer: bytes, _: tuple[str, int]) -> None:
-                if not reply.done():
-                    reply.set_result(answer)
-
-        transport, _ = await loop.create_datagram_endpoint(_Up, remote_addr=self.upstream)
-        try:
-            transport.sendto(data)
-            answer = await asyncio.wait_for(reply, 5.0)
-            if self.transport is not None:
-                self.transport.sendto(answer, addr)
-        except (TimeoutError, OSError):
-            pass
-        finally:
-            transport.close()
-
-
-async def relay_dns(sock: socket.socket, upstream: tuple[str, int]) -> asyncio.DatagramTransport:
-    """Serve DNS on `sock` (a pod's cluster DNS address) by relaying to this machine's resolver."""
-    transport, _ = await asyncio.get_running_loop().create_datagram_endpoint(
-        lambda: _DnsRelay(upstream), sock=sock
-    )
-    return transport
-
-
-def host_resolver() -> tuple[str, int]:
-    """The first nameserver of this machine's /etc/resolv.conf."""
-    with contextlib.suppress(OSError):
-        for line in Path("/etc/resolv.conf").read_text().splitlines():
-            parts = line.split()
-            if len(parts) >= 2 and parts[0] == "nameserver" and ":" not in parts[1]:
-                return parts[1], 53
-    return "127.0.0.53", 53
 
 
 class Container:
@@ -223,14 +146,18 @@ class Container:
             self._set(terminated=term)
             if self.stopping.is_set() or not self.should_restart(code):
                 return
-            self.last_state = {"terminated": term}
-            self.restart_count += 1
-            delay = self.worker.agent.backoff(self.restart_count)
-            if delay:
-                msg = f"back-off {delay:g}s restarting failed container={self.name} pod={self.worker.name}"
-                self._set(waiting={"reason": "CrashLoopBackOff", "message": msg})
-                self.worker.event("Warning", "BackOff", f"Back-off restarting failed container {self.name}")
-                await self._sleep(delay)
+            await self._back_off(term)
+
+    async def _back_off(self, term: dict[str, Any]) -> None:
+        """Record the terminated run, count the restart and wait the kubelet's crash-loop back-off."""
+        self.last_state = {"terminated": term}
+        self.restart_count += 1
+        delay = self.worker.agent.backoff(self.restart_count)
+        if delay:
+            msg = f"back-off {delay:g}s restarting failed container={self.name} pod={self.worker.name}"
+            self._set(waiting={"reason": "CrashLoopBackOff", "message": msg})
+            self.worker.event("Warning", "BackOff", f"Back-off restarting failed container {self.name}")
+            await self._sleep(delay)
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(asyncio.TimeoutError):
@@ -271,7 +198,11 @@ class Container:
         return float(probe.get("initialDelaySeconds", 0)), min(period, cap) if capped and cap else period
 
     async def _until_success(self, probe: dict[str, Any], kind: str) -> bool:
+        """The startup probe: its deadline (failureThreshold x periodSeconds) is kept when the period is
+        capped - more, faster attempts, never a shorter budget than the kubelet gives."""
         delay, period = self._timing(probe, capped=True)
+        written = float(probe.get("periodSeconds", 10)) * int(probe.get("failureThreshold", 3))
+        threshold = max(int(probe.get("failureThreshold", 3)), math.ceil(written / period))
         await asyncio.sleep(delay)
         failures = 0
         while True:
@@ -279,7 +210,7 @@ class Container:
             if ok:
                 return True
             failures += 1
-            if failures >= int(probe.get("failureThreshold", 3)):
+            if failures >= threshold:
                 await self._unhealthy(kind, message, probe)
                 return False
             await asyncio.sleep(period)
@@ -427,7 +358,15 @@ class Container:
 
 
 class EngineStandIn(Container):
-    """An engine container played by forwarders from the pod's ports to the shared engine."""
+    """An engine container played by forwarders from the pod's ports to the shared engine.
+
+    A failed startup or liveness probe "restarts" it as the kubelet would restart the container: the run
+    ends (exit 137), restartCount grows, back-off, and its probes start over; the shared engine and the
+    forwarders keep running."""
+
+    def __init__(self, worker: PodWorker, spec: dict[str, Any], init: bool = False) -> None:
+        super().__init__(worker, spec, init)
+        self._restart = asyncio.Event()
 
     async def run(self) -> None:
         host, _, port = self.worker.agent.config.engine_address.rpartition(":")
@@ -442,18 +381,23 @@ class EngineStandIn(Container):
             self._set(waiting={"reason": "CreateContainerError", "message": f"engine stand-in: {exc}"})
             await self.stopping.wait()
             return
-        self.container_id = f"ltr://{self.worker.uid[:8]}-{self.name}-standin"
-        self._set(running={"startedAt": now_text()})
-        self.worker.event(
-            "Normal", "Started", f"Started container {self.name} (stand-in: shared engine at {host}:{port})"
-        )
-        probes = asyncio.create_task(self.probe_loop())
-        await self.stopping.wait()
-        probes.cancel()
-        for s in servers:
-            s.close()
-        await asyncio.gather(probes, return_exceptions=True)
-        self.ready = self.started = False
+        try:
+            while not self.stopping.is_set():
+                started_at = await self._run_once(f"{host}:{port}")
+                if self.stopping.is_set():
+                    break
+                self._restart.clear()
+                term = {
+                    "exitCode": 137,
+                    "reason": "Error",
+                    "startedAt": started_at,
+                    "finishedAt": now_text(),
+                    "containerID": self.container_id,
+                }
+                await self._back_off(term)
+        finally:
+            for s in servers:
+                s.close()
         self._set(
             terminated={
                 "exitCode": 0,
@@ -463,8 +407,27 @@ class EngineStandIn(Container):
             }
         )
 
-    async def kill(self, grace_s: float) -> None:  # liveness failure: the shared engine keeps running
-        return
+    async def _run_once(self, engine: str) -> str:
+        """One "run" of the stand-in: probes until it is stopped or a probe failure restarts it."""
+        self.container_id = f"ltr://{self.worker.uid[:8]}-{self.name}-standin-{self.restart_count}"
+        started_at = now_text()
+        self._set(running={"startedAt": started_at})
+        self.worker.event(
+            "Normal", "Started", f"Started container {self.name} (stand-in: shared engine at {engine})"
+        )
+        waits = [asyncio.create_task(e.wait()) for e in (self.stopping, self._restart)]
+        probes = asyncio.create_task(self.probe_loop())
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        for task in (*waits, probes):
+            task.cancel()
+        await asyncio.gather(*waits, probes, return_exceptions=True)
+        self.ready = self.started = False
+        return started_at
+
+    async def kill(
+        self, grace_s: float
+    ) -> None:  # a probe failure: restart (the shared engine keeps running)
+        self._restart.set()
 
     async def stop(self, grace_s: float) -> None:
         self.stopping.set()

@@ -17,15 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tests.support.cluster import netns, podspec
-from tests.support.cluster.containers import (
-    CannotRun,
-    Container,
-    EngineStandIn,
-    forward,
-    host_resolver,
-    now_text,
-    relay_dns,
-)
+from tests.support.cluster.containers import CannotRun, Container, EngineStandIn, now_text
+from tests.support.cluster.relays import forward, host_resolver, relay_dns
 from tests.support.cluster.rest import STRATEGIC, ApiError, AsyncApi
 from tests.support.cluster.volumes import MountPending, PodVolumes
 

@@ -1,0 +1,47 @@
+"""The Reconciler's guarantees: one pass per object at a time, and a pass that hangs is abandoned at its
+deadline (logged with the await that hung) so later triggers reconcile the object again."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import pytest
+
+from ltr_operator import handlers
+from ltr_operator.config import OperatorConfig
+from ltr_operator.kube import KubeClient
+
+
+class _OneObject(KubeClient):
+    """Answers GET of the one LTRServing; no API server behind it (the pass itself is replaced)."""
+
+    def __init__(self) -> None:  # no configuration: nothing here talks to a server
+        pass
+
+    async def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        return {"metadata": {"namespace": namespace, "name": name}}
+
+
+async def test_a_hung_pass_is_abandoned_and_the_object_reconciles_again(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    passes: list[str] = []
+
+    async def reconcile(client: KubeClient, cfg: OperatorConfig, body: dict[str, Any], emit: Any) -> None:
+        if not passes:
+            passes.append("hung")
+            await asyncio.Event().wait()  # an await that never returns
+        passes.append("ok")
+
+    monkeypatch.setattr(handlers, "reconcile", reconcile)
+    reconciler = handlers.Reconciler(_OneObject(), OperatorConfig(), pass_timeout_s=0.2)
+    with caplog.at_level(logging.ERROR, logger="ltr_operator"):
+        await asyncio.wait_for(reconciler.run("ns", "m"), 5)
+    assert passes == ["hung"] and reconciler.passes == 0
+    record = next(r for r in caplog.records if "exceeded" in r.getMessage())
+    assert "ns/m exceeded 0.2s" in record.getMessage() and record.exc_info is not None
+
+    await asyncio.wait_for(reconciler.run("ns", "m"), 5)  # the object is not left marked busy
+    assert passes == ["hung", "ok"] and reconciler.passes == 1
