@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import aiohttp
@@ -42,6 +42,7 @@ WATCHED_CHILDREN: tuple[tuple[str, str, str], ...] = (
     ("", "v1", "pods"),
 )
 RETRY_DELAY_S = 10.0
+RESYNC_CONCURRENCY = 8  # objects reconciled at once by one resync round
 PASS_TIMEOUT_S = 60.0  # a pass normally takes well under a second; one stuck await must not wedge its object
 log = logging.getLogger("ltr_operator")
 
@@ -100,6 +101,25 @@ class Reconciler:
             self._busy.discard(key)
 
 
+async def resync_all(
+    reconciler: Reconciler, keys: Iterable[tuple[str, str]], limit: int = RESYNC_CONCURRENCY
+) -> None:
+    """One resync round: every (namespace, name) reconciled, at most `limit` at a time, so one slow or
+    stuck object delays no other; failures are logged and the next round tries again."""
+    gate = asyncio.Semaphore(limit)
+
+    async def one(namespace: str, name: str) -> None:
+        async with gate:
+            try:
+                await reconciler.run(namespace, name)
+            except (ApiError, OSError, aiohttp.ClientError) as exc:
+                log.warning("resync of %s/%s failed: %s", namespace, name, exc)
+            except Exception:  # a bug must not stop the round for every other object
+                log.exception("resync of %s/%s crashed", namespace, name)
+
+    await asyncio.gather(*(one(namespace, name) for namespace, name in sorted(keys)))
+
+
 def to_connection_info(conn: Connection) -> kopf.ConnectionInfo:
     return kopf.ConnectionInfo(
         server=conn.server,
@@ -151,13 +171,7 @@ def build_registry(cfg: OperatorConfig) -> kopf.OperatorRegistry:
         """Every resync period: reconcile every known LTRServing (drift repair, pod predictor status)."""
         while True:
             await asyncio.sleep(cfg.resync_seconds)
-            for namespace, name in sorted(state["known"]):
-                try:
-                    await state["reconciler"].run(namespace, name)
-                except (ApiError, OSError, aiohttp.ClientError) as exc:  # next period tries again
-                    log.warning("resync of %s/%s failed: %s", namespace, name, exc)
-                except Exception:  # a bug must not stop the loop for every other object
-                    log.exception("resync of %s/%s crashed", namespace, name)
+            await resync_all(state["reconciler"], list(state["known"]))
 
     @kopf.on.probe(id="reconcile_passes", registry=registry)
     def passes(**_: Any) -> int:

@@ -1,5 +1,6 @@
 """The Reconciler's guarantees: one pass per object at a time, and a pass that hangs is abandoned at its
-deadline (logged with the await that hung) so later triggers reconcile the object again."""
+deadline (logged with the await that hung) so later triggers reconcile the object again; a resync round
+reconciles objects concurrently, so a stuck or crashing object holds up no other."""
 
 from __future__ import annotations
 
@@ -45,3 +46,34 @@ async def test_a_hung_pass_is_abandoned_and_the_object_reconciles_again(
 
     await asyncio.wait_for(reconciler.run("ns", "m"), 5)  # the object is not left marked busy
     assert passes == ["hung", "ok"] and reconciler.passes == 1
+
+
+async def test_a_resync_round_is_not_held_up_by_a_stuck_or_crashing_object(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    release, done = asyncio.Event(), []
+
+    async def reconcile(client: KubeClient, cfg: OperatorConfig, body: dict[str, Any], emit: Any) -> None:
+        name = body["metadata"]["name"]
+        if name == "a-stuck":
+            await release.wait()
+        if name == "buggy":
+            raise RuntimeError("a bug in one object's pass")
+        done.append(name)
+
+    monkeypatch.setattr(handlers, "reconcile", reconcile)
+    reconciler = handlers.Reconciler(_OneObject(), OperatorConfig())
+    keys = [("ns", n) for n in ("e", "buggy", "c", "d", "a-stuck")]  # run in sorted order: a-stuck first
+
+    async def three_done() -> None:
+        while len(done) < 3:
+            await asyncio.sleep(0.01)
+
+    with caplog.at_level(logging.ERROR, logger="ltr_operator"):
+        round_ = asyncio.create_task(handlers.resync_all(reconciler, keys, limit=2))
+        await asyncio.wait_for(three_done(), 5)  # c, d and e through one slot while a-stuck holds the other
+        assert sorted(done) == ["c", "d", "e"] and not round_.done()
+        release.set()
+        await asyncio.wait_for(round_, 5)
+    assert sorted(done) == ["a-stuck", "c", "d", "e"]
+    assert any("ns/buggy crashed" in r.getMessage() and r.exc_info for r in caplog.records)
