@@ -80,14 +80,17 @@ class Reconciler:
                 body = await self.client.get(c.KIND, namespace, name)
                 if body is None or body.get("metadata", {}).get("deletionTimestamp"):
                     return  # gone: owner references let the garbage collector remove the children
+                deadline = asyncio.timeout(self.pass_timeout_s)
                 try:
-                    async with asyncio.timeout(self.pass_timeout_s):
+                    async with deadline:
                         await reconcile(self.client, self.cfg, body, self.emit)
                 except NamespaceTerminating:
                     log.info("namespace %s is being deleted: not reconciling %s", namespace, name)
                     return
-                except TimeoutError:  # the traceback names the await that hung
-                    log.exception(
+                except TimeoutError:
+                    if not deadline.expired():  # one API call's own timeout: the callers report it
+                        raise
+                    log.exception(  # the traceback names the await that hung
                         "reconcile pass of %s/%s exceeded %gs: abandoned",
                         namespace,
                         name,

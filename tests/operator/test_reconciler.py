@@ -77,3 +77,19 @@ async def test_a_resync_round_is_not_held_up_by_a_stuck_or_crashing_object(
         await asyncio.wait_for(round_, 5)
     assert sorted(done) == ["a-stuck", "c", "d", "e"]
     assert any("ns/buggy crashed" in r.getMessage() and r.exc_info for r in caplog.records)
+
+
+async def test_an_api_calls_own_timeout_is_not_reported_as_the_pass_deadline(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def reconcile(client: KubeClient, cfg: OperatorConfig, body: dict[str, Any], emit: Any) -> None:
+        raise TimeoutError("an API request timed out")  # what aiohttp raises for one slow call
+
+    monkeypatch.setattr(handlers, "reconcile", reconcile)
+    reconciler = handlers.Reconciler(_OneObject(), OperatorConfig(), pass_timeout_s=30)
+    with (
+        caplog.at_level(logging.ERROR, logger="ltr_operator"),
+        pytest.raises(TimeoutError, match="API request"),
+    ):
+        await reconciler.run("ns", "m")  # to the caller's handlers (resync: warning; kopf: retry)
+    assert not any("exceeded" in r.getMessage() for r in caplog.records)

@@ -201,8 +201,8 @@ class Container:
         """The startup probe: its deadline (failureThreshold x periodSeconds) is kept when the period is
         capped - more, faster attempts, never a shorter budget than the kubelet gives."""
         delay, period = self._timing(probe, capped=True)
-        written = float(probe.get("periodSeconds", 10)) * int(probe.get("failureThreshold", 3))
-        threshold = max(int(probe.get("failureThreshold", 3)), math.ceil(written / period))
+        deadline = float(probe.get("periodSeconds", 10)) * int(probe.get("failureThreshold", 3))
+        threshold = math.ceil(deadline / period)  # = failureThreshold when the period is not capped
         await asyncio.sleep(delay)
         failures = 0
         while True:
@@ -424,9 +424,8 @@ class EngineStandIn(Container):
         self.ready = self.started = False
         return started_at
 
-    async def kill(
-        self, grace_s: float
-    ) -> None:  # a probe failure: restart (the shared engine keeps running)
+    async def kill(self, grace_s: float) -> None:
+        """A probe failure: restart the stand-in (the shared engine keeps running)."""
         self._restart.set()
 
     async def stop(self, grace_s: float) -> None:
